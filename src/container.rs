@@ -1,0 +1,608 @@
+//! `TestContainer`: the RAII guard of one running container.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bollard::models::{
+    ContainerCreateBody, HostConfig, Mount, MountType, PortBinding, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, LogsOptionsBuilder,
+    StopContainerOptionsBuilder, WaitContainerOptions,
+};
+use futures_util::StreamExt;
+
+use crate::engine::{client, engine, on_engine};
+use crate::error::{status_of, Error, Result};
+use crate::exec::{drive, Exec, ExecOutput, Streams};
+use crate::image::ensure_named;
+use crate::reaper::{self, Owned};
+use crate::session::{labels, session_id, LABEL_SESSION};
+use crate::spec::ContainerSpec;
+use crate::util::shell_join;
+
+/// A running container, removed when the guard goes away.
+///
+/// [`teardown`](TestContainer::teardown) removes it and reports errors;
+/// dropping the guard without it queues a forced removal on testdock's own
+/// runtime and returns at once — it never blocks and never panics, with or
+/// without a runtime, on any executor. Queued removals are waited for at
+/// process exit, so a test binary that ends leaves nothing behind.
+///
+/// `let _ = spec.start().await?` drops the guard at once, removing the
+/// container: bind it to a name.
+#[must_use = "dropping a TestContainer removes its container; bind it: `let c = spec.start().await?`"]
+#[derive(Debug)]
+pub struct TestContainer {
+    id: String,
+    name: String,
+    image: String,
+    host: String,
+    owned: Owned,
+    /// Container port → host port, read once after (re)start.
+    ports: Mutex<Option<HashMap<u16, u16>>>,
+    armed: bool,
+}
+
+/// What a container has printed, streams apart.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Logs {
+    /// Everything written to stdout.
+    pub stdout: Vec<u8>,
+    /// Everything written to stderr.
+    pub stderr: Vec<u8>,
+}
+
+impl Logs {
+    /// stdout as text (invalid UTF-8 replaced).
+    pub fn stdout_text(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.stdout)
+    }
+
+    /// stderr as text (invalid UTF-8 replaced).
+    pub fn stderr_text(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.stderr)
+    }
+}
+
+impl ContainerSpec {
+    /// Creates and starts the container.
+    ///
+    /// The guard exists from the moment Docker has created the container,
+    /// so a failed start removes it before returning.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSpec`] and [`Error::BindPathMissing`] before anything
+    /// is created; [`Error::DockerUnavailable`], [`Error::ImageUnavailable`],
+    /// or [`Error::Docker`] when the engine refuses.
+    pub async fn start(self) -> Result<TestContainer> {
+        on_engine(async move {
+            let c = create(&self, false).await?;
+            let docker = client().await?;
+            if let Err(e) = docker.start_container(&c.id, None).await {
+                let err = Error::docker(format!("start container {} ({})", c.name, c.image), e);
+                // Awaited, not left to Drop: the caller sees the error only
+                // once nothing is left.
+                let _ = c.teardown_on_engine().await;
+                return Err(err);
+            }
+            Ok(c)
+        })
+        .await
+    }
+
+    /// Runs the command as the container's main process and returns its
+    /// output once it exits; the container is removed in every case,
+    /// timeout included. A sandbox's staple: combine with
+    /// `.network("none")`, limits, a `.timeout(..)` and a workspace mount.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run() -> testdock::Result<()> {
+    /// use std::time::Duration;
+    /// use testdock::{ContainerSpec, HostImage};
+    ///
+    /// let out = ContainerSpec::new(HostImage::shell())
+    ///     .cmd(["sh", "-c", "ls /work && exit 4"])
+    ///     .bind_mount_ro(".", "/work")
+    ///     .network("none")
+    ///     .memory_limit(64 << 20)
+    ///     .timeout(Duration::from_secs(10))
+    ///     .run()
+    ///     .await?;
+    /// assert_eq!(out.exit_code, 4);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](ContainerSpec::start), and [`Error::Timeout`] carrying
+    /// what was printed before the timeout.
+    pub async fn run(self) -> Result<ExecOutput> {
+        on_engine(async move {
+            let c = create(&self, true).await?;
+            let result = run_attached(&c, &self).await;
+            let removed = c.teardown_on_engine().await;
+            let out = result?;
+            removed?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
+async fn run_attached(c: &TestContainer, spec: &ContainerSpec) -> Result<ExecOutput> {
+    let docker = client().await?;
+    let command = spec
+        .entrypoint
+        .iter()
+        .flatten()
+        .chain(spec.cmd.iter().flatten())
+        .cloned()
+        .collect::<Vec<_>>();
+    let op = || format!("run `{}` in {}", shell_join(&command), c.name);
+    // Attach before start so not a byte of output is missed.
+    let attach = AttachContainerOptionsBuilder::new()
+        .stream(true)
+        .stdout(true)
+        .stderr(true)
+        .stdin(spec.stdin.is_some())
+        .build();
+    let attached = docker
+        .attach_container(&c.id, Some(attach))
+        .await
+        .map_err(|e| Error::docker(op(), e))?;
+    docker
+        .start_container(&c.id, None)
+        .await
+        .map_err(|e| Error::docker(op(), e))?;
+    let mut out = Streams::default();
+    let io = drive(attached.output, attached.input, spec.stdin.clone(), &mut out);
+    let finished = match spec.timeout {
+        Some(t) => tokio::time::timeout(t, io).await.ok(),
+        None => Some(io.await),
+    };
+    match finished {
+        Some(r) => r.map_err(|e| Error::docker(op(), e))?,
+        None => {
+            return Err(Error::Timeout {
+                container: c.name.clone(),
+                command: shell_join(&command),
+                timeout: spec.timeout.unwrap_or_default(),
+                output: Box::new(ExecOutput::new(out.stdout, out.stderr, -1)),
+            })
+        }
+    }
+    let code = wait_exit(docker, &c.id).await.map_err(|e| Error::docker(op(), e))?;
+    Ok(ExecOutput::new(out.stdout, out.stderr, code).with_context(&c.name, &c.image, &command))
+}
+
+/// Waits for the container to exit and returns its code. bollard reports a
+/// non-zero exit as an error; here it is just the answer.
+async fn wait_exit(docker: &bollard::Docker, id: &str) -> std::result::Result<i64, bollard::errors::Error> {
+    let mut stream = docker.wait_container(id, None::<WaitContainerOptions>);
+    match stream.next().await {
+        Some(Ok(r)) => Ok(r.status_code),
+        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+        Some(Err(e)) => Err(e),
+        None => Ok(-1),
+    }
+}
+
+/// Creates the container (not started) and its guard.
+async fn create(spec: &ContainerSpec, attach: bool) -> Result<TestContainer> {
+    if let Some(why) = &spec.error {
+        return Err(Error::InvalidSpec(why.clone()));
+    }
+    // Before any Docker call: a typo in a path must create nothing.
+    let binds = check_binds(spec)?;
+    let engine = engine().await?;
+    let docker = engine.bollard();
+    let (image, pull_if_missing) = spec.image.resolve_lazily().await?;
+    let owned = Owned {
+        volumes: create_volumes(docker, spec).await?,
+    };
+    let name = spec.name.clone().unwrap_or_else(unique_name);
+    let body = body(spec, &image, binds, engine.host(), attach);
+    let opts = CreateContainerOptionsBuilder::new().name(&name).build();
+    let mut created = docker.create_container(Some(opts.clone()), body.clone()).await;
+    if pull_if_missing && matches!(&created, Err(e) if is_missing_image(e)) {
+        if let Err(e) = ensure_named(&image).await {
+            reaper::remove_volumes(&owned).await;
+            return Err(e);
+        }
+        created = docker.create_container(Some(opts), body).await;
+    }
+    let id = match created {
+        Ok(r) => r.id,
+        Err(e) => {
+            reaper::remove_volumes(&owned).await;
+            return Err(Error::docker(format!("create container {name} from {image}"), e));
+        }
+    };
+    reaper::track(&id, owned.clone());
+    Ok(TestContainer {
+        id,
+        name,
+        image,
+        host: engine.host().to_string(),
+        owned,
+        ports: Mutex::new(None),
+        armed: true,
+    })
+}
+
+fn is_missing_image(e: &bollard::errors::Error) -> bool {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { status_code: 404, message } => {
+            message.to_ascii_lowercase().contains("image")
+        }
+        _ => false,
+    }
+}
+
+fn unique_name() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("testdock-{}", &id[..12])
+}
+
+/// Absolute, existing host paths for every bind mount.
+fn check_binds(spec: &ContainerSpec) -> Result<Vec<(PathBuf, String, bool)>> {
+    spec.binds
+        .iter()
+        .map(|b| match std::fs::canonicalize(&b.host) {
+            Ok(abs) => Ok((abs, b.target.clone(), b.read_only)),
+            Err(_) => Err(Error::BindPathMissing {
+                path: b.host.clone(),
+                target: b.target.clone(),
+            }),
+        })
+        .collect()
+}
+
+/// Creates the spec's named volumes that do not exist yet, labelled; returns
+/// the ones this session owns (and so removes).
+async fn create_volumes(docker: &bollard::Docker, spec: &ContainerSpec) -> Result<Vec<String>> {
+    let mut owned = Vec::new();
+    for (name, _, _) in &spec.volumes {
+        let req = VolumeCreateRequest {
+            name: Some(name.clone()),
+            labels: Some(labels()),
+            ..Default::default()
+        };
+        match docker.create_volume(req).await {
+            // Creating an existing volume returns it unchanged: it is ours
+            // only if it carries our session.
+            Ok(v) if v.labels.get(LABEL_SESSION).map(String::as_str) == Some(session_id()) => {
+                owned.push(name.clone())
+            }
+            Ok(_) => {}
+            Err(e) => {
+                reaper::remove_volumes(&Owned { volumes: owned }).await;
+                return Err(Error::docker(format!("create volume {name}"), e));
+            }
+        }
+    }
+    Ok(owned)
+}
+
+fn body(
+    spec: &ContainerSpec,
+    image: &str,
+    binds: Vec<(PathBuf, String, bool)>,
+    engine_host: &str,
+    attach: bool,
+) -> ContainerCreateBody {
+    let mut all_labels = spec.labels.clone();
+    all_labels.extend(labels());
+
+    let mut mounts: Vec<Mount> = binds
+        .into_iter()
+        .map(|(src, target, ro)| Mount {
+            typ: Some(MountType::BIND),
+            source: Some(src.to_string_lossy().into_owned()),
+            target: Some(target),
+            read_only: Some(ro),
+            ..Default::default()
+        })
+        .collect();
+    mounts.extend(spec.volumes.iter().map(|(name, target, ro)| Mount {
+        typ: Some(MountType::VOLUME),
+        source: Some(name.clone()),
+        target: Some(target.clone()),
+        read_only: Some(*ro),
+        ..Default::default()
+    }));
+
+    // Published ports listen on loopback only — a test's database must not
+    // be reachable from the network. A remote engine's loopback is not ours,
+    // so there they listen on all its interfaces.
+    let host_ip = if matches!(engine_host, "127.0.0.1" | "localhost" | "::1") {
+        "127.0.0.1"
+    } else {
+        "0.0.0.0"
+    };
+    let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = spec
+        .ports
+        .iter()
+        .map(|p| {
+            let binding = PortBinding {
+                host_ip: Some(host_ip.into()),
+                host_port: Some(String::new()),
+            };
+            (format!("{p}/tcp"), Some(vec![binding]))
+        })
+        .collect();
+
+    let mut extra_hosts = spec.extra_hosts.clone();
+    if spec.host_gateway {
+        extra_hosts.push("host.docker.internal:host-gateway".into());
+    }
+
+    let stdin = attach && spec.stdin.is_some();
+    ContainerCreateBody {
+        image: Some(image.into()),
+        cmd: spec.cmd.clone(),
+        entrypoint: spec.entrypoint.clone(),
+        env: (!spec.env.is_empty())
+            .then(|| spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(all_labels),
+        working_dir: spec.workdir.clone(),
+        user: spec.user.clone(),
+        exposed_ports: (!spec.ports.is_empty())
+            .then(|| spec.ports.iter().map(|p| format!("{p}/tcp")).collect()),
+        stop_signal: spec.stop_signal.clone(),
+        attach_stdout: Some(attach),
+        attach_stderr: Some(attach),
+        attach_stdin: Some(stdin),
+        open_stdin: Some(stdin),
+        stdin_once: Some(stdin),
+        tty: Some(false),
+        host_config: Some(HostConfig {
+            mounts: (!mounts.is_empty()).then_some(mounts),
+            tmpfs: (!spec.tmpfs.is_empty()).then(|| spec.tmpfs.iter().cloned().collect()),
+            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+            extra_hosts: (!extra_hosts.is_empty()).then_some(extra_hosts),
+            memory: spec.memory,
+            nano_cpus: spec.nano_cpus,
+            network_mode: spec.network.clone(),
+            privileged: Some(spec.privileged),
+            cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
+            cap_drop: (!spec.cap_drop.is_empty()).then(|| spec.cap_drop.clone()),
+            shm_size: spec.shm_size,
+            init: spec.init.then_some(true),
+            readonly_rootfs: spec.read_only_rootfs.then_some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+impl TestContainer {
+    /// The container's full id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The container's name (unique unless the spec set one).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The image reference it was created from.
+    pub fn image(&self) -> &str {
+        &self.image
+    }
+
+    /// The address where published ports are reached from this process:
+    /// `127.0.0.1`, or the host of a `tcp://` `DOCKER_HOST`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Runs a command and returns its output, whatever its exit code.
+    /// Chain options on the returned [`Exec`] before awaiting it.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(c: &testdock::TestContainer) -> testdock::Result<()> {
+    /// let out = c.exec(["sh", "-c", "echo out; echo err >&2; exit 3"]).await?;
+    /// assert_eq!(out.stdout_text(), "out\n");
+    /// assert_eq!(out.stderr_text(), "err\n");
+    /// assert_eq!(out.exit_code, 3);
+    /// # Ok(()) }
+    /// ```
+    pub fn exec(&self, cmd: impl IntoIterator<Item = impl Into<String>>) -> Exec<'_> {
+        Exec::new(self, cmd.into_iter().map(Into::into).collect(), false)
+    }
+
+    /// As [`exec`](TestContainer::exec), but a non-zero exit is an
+    /// [`Error::ExecFailed`] naming the command, the code and stderr.
+    pub fn exec_ok(&self, cmd: impl IntoIterator<Item = impl Into<String>>) -> Exec<'_> {
+        Exec::new(self, cmd.into_iter().map(Into::into).collect(), true)
+    }
+
+    /// The host port that container port `port` (TCP) is published on.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PortNotPublished`] if the spec did not
+    /// [`expose`](ContainerSpec::expose) it.
+    pub async fn host_port(&self, port: u16) -> Result<u16> {
+        if let Some(map) = &*self.ports.lock().unwrap_or_else(|e| e.into_inner()) {
+            return map.get(&port).copied().ok_or_else(|| self.not_published(port));
+        }
+        let id = self.id.clone();
+        let map = on_engine(async move {
+            let docker = client().await?;
+            let info = docker
+                .inspect_container(&id, None)
+                .await
+                .map_err(|e| Error::docker(format!("inspect container {id}"), e))?;
+            Ok::<_, Error>(published_ports(info))
+        })
+        .await?;
+        let found = map.get(&port).copied();
+        // Only a running container has its ports bound; cache only then.
+        if !map.is_empty() {
+            *self.ports.lock().unwrap_or_else(|e| e.into_inner()) = Some(map);
+        }
+        found.ok_or_else(|| self.not_published(port))
+    }
+
+    fn not_published(&self, port: u16) -> Error {
+        Error::PortNotPublished {
+            container: self.name.clone(),
+            port,
+        }
+    }
+
+    /// Everything the main process has printed so far.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Docker`] if the engine cannot read the logs.
+    pub async fn logs(&self) -> Result<Logs> {
+        let id = self.id.clone();
+        on_engine(async move {
+            let docker = client().await?;
+            let opts = LogsOptionsBuilder::new().stdout(true).stderr(true).build();
+            let mut stream = docker.logs(&id, Some(opts));
+            let mut logs = Logs::default();
+            while let Some(frame) = stream.next().await {
+                match frame.map_err(|e| Error::docker(format!("read logs of {id}"), e))? {
+                    bollard::container::LogOutput::StdErr { message } => {
+                        logs.stderr.extend_from_slice(&message)
+                    }
+                    other => logs.stdout.extend_from_slice(&other.into_bytes()),
+                }
+            }
+            Ok(logs)
+        })
+        .await
+    }
+
+    /// Stops the container: its stop signal, then SIGKILL after `grace`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Docker`] if the engine refuses.
+    pub async fn stop(&self, grace: Duration) -> Result<()> {
+        let id = self.id.clone();
+        self.forget_ports();
+        on_engine(async move {
+            let opts = StopContainerOptionsBuilder::new()
+                .t(grace.as_secs().try_into().unwrap_or(i32::MAX))
+                .build();
+            match client().await?.stop_container(&id, Some(opts)).await {
+                // 304: already stopped.
+                Err(e) if status_of(&e) != Some(304) => {
+                    Err(Error::docker(format!("stop container {id}"), e))
+                }
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    /// Starts the container again after [`stop`](TestContainer::stop).
+    /// Published ports may change.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Docker`] if the engine refuses.
+    pub async fn start(&self) -> Result<()> {
+        let id = self.id.clone();
+        self.forget_ports();
+        on_engine(async move {
+            match client().await?.start_container(&id, None).await {
+                Err(e) if status_of(&e) != Some(304) => {
+                    Err(Error::docker(format!("start container {id}"), e))
+                }
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    /// Stops (with `grace`) and starts the container.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Docker`] if the engine refuses.
+    pub async fn restart(&self, grace: Duration) -> Result<()> {
+        self.stop(grace).await?;
+        self.start().await
+    }
+
+    /// Waits for the main process to exit and returns its exit code.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Docker`] if the container is gone.
+    pub async fn wait(&self) -> Result<i64> {
+        let id = self.id.clone();
+        on_engine(async move {
+            let docker = client().await?;
+            wait_exit(docker, &id)
+                .await
+                .map_err(|e| Error::docker(format!("wait for container {id}"), e))
+        })
+        .await
+    }
+
+    fn forget_ports(&self) {
+        *self.ports.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Removes the container (forced, with its anonymous volumes and the
+    /// named volumes testdock created for it) and waits until it is gone.
+    /// A container already gone counts as removed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Docker`] if the engine refuses; the exit hook tries again.
+    pub async fn teardown(mut self) -> Result<()> {
+        self.armed = false;
+        let (id, owned) = (std::mem::take(&mut self.id), std::mem::take(&mut self.owned));
+        on_engine(async move { reaper::remove(&id, &owned).await }).await
+    }
+
+    /// `teardown` for code already on the engine runtime.
+    async fn teardown_on_engine(mut self) -> Result<()> {
+        self.armed = false;
+        reaper::remove(&self.id, &self.owned).await
+    }
+}
+
+impl Drop for TestContainer {
+    fn drop(&mut self) {
+        if self.armed {
+            reaper::remove_in_background(std::mem::take(&mut self.id), std::mem::take(&mut self.owned));
+        }
+    }
+}
+
+fn published_ports(info: bollard::models::ContainerInspectResponse) -> HashMap<u16, u16> {
+    let mut map = HashMap::new();
+    let ports = info.network_settings.and_then(|n| n.ports).unwrap_or_default();
+    for (key, bindings) in ports {
+        let Some(port) = key.strip_suffix("/tcp").and_then(|p| p.parse().ok()) else {
+            continue;
+        };
+        let host_port = bindings
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|b| b.host_port.and_then(|p| p.parse().ok()));
+        if let Some(hp) = host_port {
+            map.insert(port, hp);
+        }
+    }
+    map
+}

@@ -1,0 +1,261 @@
+//! The crate's own runtime and its one connection to the Docker engine.
+//!
+//! Every Docker call runs on a small runtime that testdock owns and that lives
+//! as long as the process. Public async methods spawn their work here and
+//! await the `JoinHandle`, which any executor can await. So the bollard client
+//! never hops between test runtimes (each `#[tokio::test]` has its own, and
+//! it is gone when the test ends), and `Drop` can queue work without a
+//! runtime of its own.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use once_cell::sync::Lazy;
+use tokio::runtime::Runtime;
+
+use crate::error::{Error, Result};
+
+/// Two workers: one is enough for the I/O, the second keeps a slow
+/// removal from delaying an exec round trip.
+static RUNTIME: Lazy<Runtime> = Lazy::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("testdock-engine")
+        .enable_all()
+        .build()
+        .expect("testdock: cannot start its engine runtime (out of threads?)")
+});
+
+static ENGINE: tokio::sync::OnceCell<Docker> = tokio::sync::OnceCell::const_new();
+
+/// How long one endpoint may take to answer a ping.
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Requests are bounded by our own timeouts (exec, wait, run); bollard's
+/// per-request limit only covers the response head, so keep it generous.
+const REQUEST_TIMEOUT_SECS: u64 = 600;
+
+/// The Docker engine testdock talks to.
+///
+/// A cheap `Clone`: the bollard client inside is reference counted.
+#[derive(Clone, Debug)]
+pub struct Docker {
+    client: bollard::Docker,
+    endpoint: String,
+    host: String,
+}
+
+impl Docker {
+    /// The endpoint that answered, e.g. `unix:///var/run/docker.sock`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The address where published ports are reached: `127.0.0.1`, or the
+    /// host of a `tcp://` `DOCKER_HOST`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The underlying bollard client, for what testdock does not wrap.
+    ///
+    /// bollard opens a connection per request, so the client may be used
+    /// from any runtime.
+    pub fn bollard(&self) -> &bollard::Docker {
+        &self.client
+    }
+}
+
+/// Connects (once per process) and returns the engine.
+///
+/// Honours `DOCKER_HOST` (`unix://`, `tcp://`, `http://`); without it tries
+/// the default socket, then rootless Docker and Podman sockets, and keeps the
+/// first that answers a ping.
+///
+/// # Errors
+///
+/// [`Error::DockerUnavailable`] listing every endpoint tried and why it
+/// failed.
+pub async fn docker() -> Result<Docker> {
+    on_engine(async { engine().await.cloned() }).await
+}
+
+/// The address a server on this machine should listen on so that
+/// containers reach it as `host.docker.internal` — the default bridge's
+/// gateway (e.g. `172.17.0.1`). A server on `127.0.0.1` is not reachable
+/// from containers; this address is, and unlike `0.0.0.0` it is not exposed
+/// to the network.
+///
+/// # Errors
+///
+/// [`Error::Docker`] if the engine has no `bridge` network with a gateway.
+pub async fn host_bind_address() -> Result<std::net::IpAddr> {
+    on_engine(async {
+        let docker = client().await?;
+        let net = docker
+            .inspect_network("bridge", None::<bollard::query_parameters::InspectNetworkOptions>)
+            .await
+            .map_err(|e| Error::docker("inspect network bridge", e))?;
+        net.ipam
+            .and_then(|i| i.config)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|c| c.gateway?.parse().ok())
+            .next()
+            .ok_or_else(|| Error::InvalidSpec("the engine's bridge network has no gateway address".into()))
+    })
+    .await
+}
+
+/// Runs `fut` on the engine runtime and awaits it from whatever executor
+/// the caller is on. A panic inside is re-raised in the caller.
+pub(crate) async fn on_engine<F>(fut: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match RUNTIME.spawn(fut).await {
+        Ok(v) => v,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // The runtime is a static that is never shut down, so tasks are never
+        // cancelled.
+        Err(e) => unreachable!("testdock engine task cancelled: {e}"),
+    }
+}
+
+/// Spawns without waiting, for `Drop`. Never blocks, never panics.
+pub(crate) fn spawn_detached<F>(fut: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    RUNTIME.spawn(fut);
+}
+
+/// The runtime if something already started it. The exit hook uses this so
+/// it never starts a runtime of its own.
+pub(crate) fn runtime_if_started() -> Option<&'static Runtime> {
+    Lazy::get(&RUNTIME)
+}
+
+/// The connected engine. Call from the engine runtime.
+pub(crate) async fn engine() -> Result<&'static Docker> {
+    ENGINE.get_or_try_init(connect).await
+}
+
+/// The shared client, for code already on the engine runtime.
+pub(crate) async fn client() -> Result<&'static bollard::Docker> {
+    Ok(&engine().await?.client)
+}
+
+async fn connect() -> Result<Docker> {
+    let mut tried = Vec::new();
+    for endpoint in candidates() {
+        match try_endpoint(&endpoint).await {
+            Ok(engine) => return Ok(engine),
+            Err(why) => tried.push(format!("{endpoint} ({why})")),
+        }
+    }
+    Err(Error::DockerUnavailable {
+        tried: tried.join(", "),
+    })
+}
+
+async fn try_endpoint(endpoint: &str) -> std::result::Result<Docker, String> {
+    let (client, host) = if let Some(path) = endpoint.strip_prefix("unix://") {
+        if !std::path::Path::new(path).exists() {
+            return Err("no such socket".into());
+        }
+        let c =
+            bollard::Docker::connect_with_unix(path, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+                .map_err(|e| e.to_string())?;
+        (c, "127.0.0.1".to_string())
+    } else if let Some(rest) = endpoint
+        .strip_prefix("tcp://")
+        .or_else(|| endpoint.strip_prefix("http://"))
+    {
+        let c = bollard::Docker::connect_with_http(
+            &format!("http://{rest}"),
+            REQUEST_TIMEOUT_SECS,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .map_err(|e| e.to_string())?;
+        (c, tcp_host(rest))
+    } else {
+        return Err("unsupported scheme; use unix:// or tcp://".into());
+    };
+    match tokio::time::timeout(PING_TIMEOUT, client.ping()).await {
+        Ok(Ok(_)) => Ok(Docker {
+            client,
+            endpoint: endpoint.to_string(),
+            host,
+        }),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {PING_TIMEOUT:?}")),
+    }
+}
+
+/// `host:port/...` → `host` (brackets of an IPv6 literal removed).
+fn tcp_host(rest: &str) -> String {
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => &authority[..i],
+        _ => authority,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host == "0.0.0.0" {
+        "127.0.0.1".into()
+    } else {
+        host.into()
+    }
+}
+
+/// Endpoints in the order they are tried. An explicit `DOCKER_HOST` is the
+/// only one: falling back to another engine behind the user's back would
+/// run their tests somewhere they did not ask for.
+fn candidates() -> Vec<String> {
+    if let Some(host) = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()) {
+        return vec![host];
+    }
+    let mut socks: Vec<PathBuf> = vec!["/var/run/docker.sock".into()];
+    let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    if let Some(dir) = &runtime_dir {
+        socks.push(dir.join("docker.sock"));
+    }
+    if let Some(home) = &home {
+        socks.push(home.join(".docker/run/docker.sock"));
+        socks.push(home.join(".docker/desktop/docker.sock"));
+    }
+    if let Some(dir) = &runtime_dir {
+        socks.push(dir.join("podman/podman.sock"));
+    }
+    socks.push("/run/podman/podman.sock".into());
+    socks
+        .into_iter()
+        .map(|p| format!("unix://{}", p.display()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_host_is_the_authority_without_port() {
+        assert_eq!(tcp_host("10.1.2.3:2375"), "10.1.2.3");
+        assert_eq!(tcp_host("docker.example:2376/"), "docker.example");
+        assert_eq!(tcp_host("[::1]:2375"), "::1");
+        assert_eq!(tcp_host("0.0.0.0:2375"), "127.0.0.1");
+        assert_eq!(tcp_host("localhost"), "localhost");
+    }
+
+    #[test]
+    fn default_candidates_start_with_the_system_socket() {
+        if std::env::var_os("DOCKER_HOST").is_none() {
+            let c = candidates();
+            assert_eq!(c[0], "unix:///var/run/docker.sock");
+            assert!(c.iter().any(|e| e.ends_with("podman.sock")));
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::exec::ExecOutput;
+
+/// `Result` with testdock's [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong, each variant with the context needed to act
+/// on it.
+///
+/// Messages are one lowercase sentence and, where there is one, the fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No Docker-compatible engine answered a ping.
+    #[error("cannot reach a Docker engine; tried {tried} (is the daemon running? set DOCKER_HOST to point at it)")]
+    DockerUnavailable {
+        /// Every endpoint tried, with why it failed.
+        tried: String,
+    },
+
+    /// An image is not present and could not be pulled.
+    #[error("image `{image}` is not available: {reason}")]
+    ImageUnavailable {
+        /// The image reference, or every reference of a fallback chain.
+        image: String,
+        /// Why, and what to do.
+        reason: String,
+    },
+
+    /// A bind mount's host path does not exist. Nothing was created.
+    #[error("bind mount source `{}` does not exist (for `{target}` in the container); create it or fix the path", path.display())]
+    BindPathMissing {
+        /// The host path as given.
+        path: PathBuf,
+        /// Where it was to be mounted.
+        target: String,
+    },
+
+    /// A builder was given something it cannot use. Nothing was created.
+    #[error("invalid container spec: {0}")]
+    InvalidSpec(String),
+
+    /// A container port was asked for that the spec did not publish.
+    #[error("port {port}/tcp of {container} is not published; add `.expose({port})` to its spec")]
+    PortNotPublished {
+        /// Container name.
+        container: String,
+        /// The container port asked for.
+        port: u16,
+    },
+
+    /// A command exited with a non-zero code where success was required.
+    #[error("command `{command}` in {container} ({image}) exited with {exit_code}: {stderr_tail}")]
+    ExecFailed {
+        /// Container name.
+        container: String,
+        /// Image of the container.
+        image: String,
+        /// The command, shell-quoted for reading.
+        command: String,
+        /// The exit code.
+        exit_code: i64,
+        /// The last lines of its stderr (or stdout when stderr was empty).
+        stderr_tail: String,
+    },
+
+    /// A command did not finish within its timeout. For a one-shot run the
+    /// container has been removed; for an exec the process may still run
+    /// until the container is removed.
+    #[error("command `{command}` in {container} did not finish within {timeout:?}; it printed: {}", tail_of(output))]
+    Timeout {
+        /// Container name.
+        container: String,
+        /// The command, shell-quoted for reading.
+        command: String,
+        /// The timeout that ran out.
+        timeout: Duration,
+        /// What the command printed before the timeout (exit code -1).
+        output: Box<ExecOutput>,
+    },
+
+    /// A container did not become ready in time (or exited while waited on).
+    #[error("container {container} was not ready: {strategy} after {waited:?}; last log lines:\n{logs_tail}")]
+    WaitTimeout {
+        /// Container name.
+        container: String,
+        /// What was waited for.
+        strategy: String,
+        /// How long it was waited for.
+        waited: Duration,
+        /// The tail of the container's output.
+        logs_tail: String,
+    },
+
+    /// Reading or packing a local file failed.
+    #[error("{context}: {cause}")]
+    Io {
+        /// What was being done, naming the path.
+        context: String,
+        /// The underlying error.
+        cause: std::io::Error,
+    },
+
+    /// The Docker API refused or failed an operation.
+    #[error("docker {op} failed: {cause}")]
+    Docker {
+        /// The operation and the object it was on.
+        op: String,
+        /// The engine's answer.
+        cause: bollard::errors::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn docker(op: impl Into<String>, cause: bollard::errors::Error) -> Self {
+        Error::Docker {
+            op: op.into(),
+            cause,
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, cause: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            cause,
+        }
+    }
+}
+
+/// HTTP status of a Docker API error, if it is one.
+pub(crate) fn status_of(e: &bollard::errors::Error) -> Option<u16> {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+fn tail_of(out: &ExecOutput) -> String {
+    let mut s = String::new();
+    for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        let tail = crate::util::tail_lines(&String::from_utf8_lossy(bytes), 10);
+        if !tail.is_empty() {
+            s.push_str(&format!("\n--- {name} ---\n{tail}"));
+        }
+    }
+    if s.is_empty() {
+        s.push_str("nothing");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_one_sentence_with_the_fix() {
+        let e = Error::BindPathMissing {
+            path: "/no/such".into(),
+            target: "/data".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "bind mount source `/no/such` does not exist (for `/data` in the container); create it or fix the path"
+        );
+        let e = Error::ExecFailed {
+            container: "td-1".into(),
+            image: "img".into(),
+            command: "false".into(),
+            exit_code: 1,
+            stderr_tail: "boom".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "command `false` in td-1 (img) exited with 1: boom"
+        );
+    }
+
+    #[test]
+    fn timeout_shows_partial_output() {
+        let out = ExecOutput::new(b"so far\n".to_vec(), Vec::new(), -1);
+        let e = Error::Timeout {
+            container: "c".into(),
+            command: "sleep 9".into(),
+            timeout: Duration::from_millis(500),
+            output: Box::new(out),
+        };
+        let msg = e.to_string();
+        assert!(msg.contains("within 500ms"), "{msg}");
+        assert!(msg.contains("--- stdout ---\nso far"), "{msg}");
+    }
+}

@@ -1,0 +1,352 @@
+//! Running commands in a container: the `Exec` builder and `ExecOutput`.
+
+use std::borrow::Cow;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use bollard::container::LogOutput;
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::ExecConfig;
+use futures_util::{Stream, StreamExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::container::TestContainer;
+use crate::engine::{client, on_engine};
+use crate::error::{Error, Result};
+use crate::util::{shell_join, tail_lines};
+
+/// What a command printed and how it ended.
+///
+/// stdout and stderr are kept apart and byte-exact; a non-zero exit is data,
+/// not an error — call [`success`](ExecOutput::success) to make it one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Everything written to stdout.
+    pub stdout: Vec<u8>,
+    /// Everything written to stderr.
+    pub stderr: Vec<u8>,
+    /// The exit code (137 for SIGKILL, as in a shell; -1 when unknown).
+    pub exit_code: i64,
+    context: Context,
+}
+
+/// Where the output came from, for error messages.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Context {
+    container: String,
+    image: String,
+    command: String,
+}
+
+impl ExecOutput {
+    pub(crate) fn new(stdout: Vec<u8>, stderr: Vec<u8>, exit_code: i64) -> Self {
+        ExecOutput {
+            stdout,
+            stderr,
+            exit_code,
+            context: Context::default(),
+        }
+    }
+
+    pub(crate) fn with_context(mut self, container: &str, image: &str, command: &[String]) -> Self {
+        self.context = Context {
+            container: container.into(),
+            image: image.into(),
+            command: shell_join(command),
+        };
+        self
+    }
+
+    /// stdout as text (invalid UTF-8 replaced).
+    pub fn stdout_text(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.stdout)
+    }
+
+    /// stderr as text (invalid UTF-8 replaced).
+    pub fn stderr_text(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.stderr)
+    }
+
+    /// Whether the exit code is 0.
+    pub fn is_success(&self) -> bool {
+        self.exit_code == 0
+    }
+
+    /// `self` if the exit code is 0.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ExecFailed`] naming the command, the exit code and the tail
+    /// of stderr (of stdout if stderr is empty).
+    pub fn success(self) -> Result<Self> {
+        if self.is_success() {
+            return Ok(self);
+        }
+        let text = if self.stderr.is_empty() {
+            self.stdout_text()
+        } else {
+            self.stderr_text()
+        };
+        let tail = tail_lines(&text, 20);
+        Err(Error::ExecFailed {
+            container: self.context.container.clone(),
+            image: self.context.image.clone(),
+            command: self.context.command.clone(),
+            exit_code: self.exit_code,
+            stderr_tail: if tail.is_empty() { "(no output)".into() } else { tail },
+        })
+    }
+}
+
+/// A command to run in a running container; await it to run it.
+///
+/// Made by [`TestContainer::exec`] and [`TestContainer::exec_ok`].
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run(c: &testdock::TestContainer) -> testdock::Result<()> {
+/// use std::time::Duration;
+///
+/// let out = c
+///     .exec(["sh", "-c", "cd /tmp && tr a-z A-Z"])
+///     .stdin("hello")
+///     .env("LANG", "C")
+///     .user("nobody")
+///     .timeout(Duration::from_secs(5))
+///     .await?;
+/// assert_eq!(out.stdout, b"HELLO");
+/// # Ok(()) }
+/// ```
+///
+/// A process started in the background that keeps stdout open (`cmd &`)
+/// keeps the exec open too: redirect its output (`cmd >/dev/null 2>&1 &`).
+#[must_use = "an Exec does nothing until it is awaited"]
+#[derive(Debug)]
+pub struct Exec<'a> {
+    container: &'a TestContainer,
+    cmd: Vec<String>,
+    stdin: Option<Vec<u8>>,
+    env: Vec<String>,
+    workdir: Option<String>,
+    user: Option<String>,
+    timeout: Option<Duration>,
+    check: bool,
+}
+
+impl<'a> Exec<'a> {
+    pub(crate) fn new(container: &'a TestContainer, cmd: Vec<String>, check: bool) -> Self {
+        Exec {
+            container,
+            cmd,
+            stdin: None,
+            env: Vec::new(),
+            workdir: None,
+            user: None,
+            timeout: None,
+            check,
+        }
+    }
+
+    /// Feeds these bytes to the command's stdin, then closes it.
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
+    /// Sets an environment variable for this command.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push(format!("{}={}", key.into(), value.into()));
+        self
+    }
+
+    /// The working directory for this command.
+    pub fn workdir(mut self, dir: impl Into<String>) -> Self {
+        self.workdir = Some(dir.into());
+        self
+    }
+
+    /// The user (`name`, `uid` or `uid:gid`) for this command.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// Gives up after `timeout` with [`Error::Timeout`], which carries what
+    /// was printed so far. The process itself runs on until it ends or the
+    /// container is removed: Docker cannot kill an exec.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+impl<'a> IntoFuture for Exec<'a> {
+    type Output = Result<ExecOutput>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let id = self.container.id().to_string();
+        let name = self.container.name().to_string();
+        let image = self.container.image().to_string();
+        let check = self.check;
+        let cmd = self.cmd.clone();
+        let config = ExecConfig {
+            attach_stdin: Some(self.stdin.is_some()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            env: (!self.env.is_empty()).then_some(self.env),
+            cmd: Some(self.cmd),
+            user: self.user,
+            working_dir: self.workdir,
+            ..Default::default()
+        };
+        let (stdin, timeout) = (self.stdin, self.timeout);
+        Box::pin(async move {
+            if cmd.is_empty() {
+                return Err(Error::InvalidSpec("exec needs a command".into()));
+            }
+            let command = shell_join(&cmd);
+            let result = on_engine(async move {
+                let docker = client().await?;
+                let op = || format!("exec `{command}` in {name}");
+                let exec_id = docker
+                    .create_exec(&id, config)
+                    .await
+                    .map_err(|e| Error::docker(op(), e))?
+                    .id;
+                let started = docker
+                    .start_exec(
+                        &exec_id,
+                        Some(StartExecOptions {
+                            output_capacity: Some(64 * 1024),
+                            ..Default::default()
+                        }),
+                    )
+                    .await
+                    .map_err(|e| Error::docker(op(), e))?;
+                let StartExecResults::Attached { output, input } = started else {
+                    unreachable!("exec started detached although detach was false")
+                };
+                let mut out = Streams::default();
+                let io = drive(output, input, stdin, &mut out);
+                let finished = match timeout {
+                    Some(t) => tokio::time::timeout(t, io).await.ok(),
+                    None => Some(io.await),
+                };
+                match finished {
+                    Some(r) => r.map_err(|e| Error::docker(op(), e))?,
+                    None => {
+                        return Err(Error::Timeout {
+                            container: name,
+                            command,
+                            timeout: timeout.unwrap_or_default(),
+                            output: Box::new(ExecOutput::new(out.stdout, out.stderr, -1)),
+                        })
+                    }
+                }
+                let exit_code = exit_code(docker, &exec_id)
+                    .await
+                    .map_err(|e| Error::docker(op(), e))?;
+                Ok(ExecOutput::new(out.stdout, out.stderr, exit_code))
+            })
+            .await?
+            .with_context(self.container.name(), &image, &cmd);
+            if check {
+                result.success()
+            } else {
+                Ok(result)
+            }
+        })
+    }
+}
+
+/// The two output streams, appended to as frames arrive.
+#[derive(Default)]
+pub(crate) struct Streams {
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: Vec<u8>,
+}
+
+/// Writes `stdin` (then closes it) while draining the output to its end.
+/// Both at once: a command that echoes a large stdin back would otherwise
+/// block on a full pipe while we block on writing.
+pub(crate) async fn drive(
+    mut output: Pin<Box<dyn Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>> + Send>>,
+    mut input: Pin<Box<dyn AsyncWrite + Send>>,
+    stdin: Option<Vec<u8>>,
+    out: &mut Streams,
+) -> std::result::Result<(), bollard::errors::Error> {
+    let write = async move {
+        if let Some(bytes) = stdin {
+            // A command that exits without reading its stdin closes the pipe;
+            // that is its business, not an error.
+            let _ = input.write_all(&bytes).await;
+            let _ = input.shutdown().await;
+        }
+        // Keep the write half alive until the end: dropping it early is fine
+        // for hyper, but holding it makes the lifetime obvious.
+        input
+    };
+    let read = async {
+        while let Some(frame) = output.next().await {
+            match frame? {
+                LogOutput::StdErr { message } => out.stderr.extend_from_slice(&message),
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    out.stdout.extend_from_slice(&message)
+                }
+                LogOutput::StdIn { .. } => {}
+            }
+        }
+        Ok(())
+    };
+    let (_input, read) = tokio::join!(write, read);
+    read
+}
+
+/// Reads the exit code once the output has ended. Docker 20.10 always had it
+/// at the first inspect; other engines may lag a moment, so retry briefly.
+async fn exit_code(docker: &bollard::Docker, exec_id: &str) -> std::result::Result<i64, bollard::errors::Error> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let inspect = docker.inspect_exec(exec_id).await?;
+        match (inspect.running, inspect.exit_code) {
+            (Some(false) | None, Some(code)) => return Ok(code),
+            _ if Instant::now() >= deadline => return Ok(-1),
+            _ => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn success_passes_zero_and_explains_the_rest() {
+        let ok = ExecOutput::new(b"x".to_vec(), vec![], 0);
+        assert!(ok.clone().success().is_ok());
+
+        let cmd = ["psql".to_string(), "-c".into(), "select 1".into()];
+        let failed = ExecOutput::new(vec![], b"line1\nFATAL: no role\n".to_vec(), 2)
+            .with_context("td-1", "postgres:16", &cmd);
+        let msg = failed.success().unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            "command `psql -c 'select 1'` in td-1 (postgres:16) exited with 2: line1\nFATAL: no role"
+        );
+    }
+
+    #[test]
+    fn text_accessors_are_lossy_not_failing() {
+        let out = ExecOutput::new(vec![0xff, b'a'], b"e\n".to_vec(), 0);
+        assert_eq!(out.stdout_text(), "\u{fffd}a");
+        assert_eq!(out.stderr_text(), "e\n");
+    }
+}

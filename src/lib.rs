@@ -1,0 +1,70 @@
+//! Throw-away Docker containers for integration tests: start real
+//! containers, talk to them, and never leave one behind.
+//!
+//! ```no_run
+//! # async fn run() -> testdock::Result<()> {
+//! use testdock::{ContainerSpec, HostImage};
+//!
+//! let c = ContainerSpec::new(HostImage::shell())
+//!     .cmd(["sleep", "infinity"])
+//!     .start()
+//!     .await?;
+//! let out = c.exec(["sh", "-c", "echo out; echo err >&2; exit 3"]).await?;
+//! assert_eq!((out.stdout_text().as_ref(), out.stderr_text().as_ref(), out.exit_code), ("out\n", "err\n", 3));
+//! c.teardown().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`ContainerSpec`] (`spec.rs`): what to start, as a builder;
+//!   `start()` gives a [`TestContainer`], `run()` a one-shot [`ExecOutput`].
+//! - [`TestContainer`] (`container.rs`): the RAII guard — ports, logs,
+//!   lifecycle, `teardown()`, and a `Drop` that only queues removal.
+//! - [`Exec`] / [`ExecOutput`] (`exec.rs`): exact stdout, stderr, exit code.
+//! - [`Image`] / [`HostImage`] (`image.rs`): named images pulled only when
+//!   missing, images packed from this machine's binaries, fallback chains.
+//! - `engine.rs`: the crate's own runtime and Docker connection ([`docker`]).
+//! - `session.rs`: the session id and labels every resource carries.
+//! - `reaper.rs`: queued removals and the exit hook.
+//!
+//! All Docker traffic runs on one small runtime owned by testdock, so every
+//! async method works from `#[tokio::test]` (either flavour), from a plain
+//! `#[test]` with any `block_on`, and from other executors.
+#![deny(missing_docs, missing_debug_implementations)]
+
+mod container;
+mod engine;
+mod error;
+mod exec;
+mod image;
+mod reaper;
+mod session;
+mod spec;
+mod util;
+
+pub use bollard;
+pub use container::{Logs, TestContainer};
+pub use engine::{docker, host_bind_address, Docker};
+pub use error::{Error, Result};
+pub use exec::{Exec, ExecOutput};
+pub use image::{ensure_image, HostImage, Image, LABEL_IMAGE};
+pub use session::{
+    session_id, LABEL_EXPIRES, LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_PID_START,
+    LABEL_SESSION,
+};
+pub use spec::ContainerSpec;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+#[allow(dead_code)]
+fn _assert_impls() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Docker>();
+    send_sync::<TestContainer>();
+    send_sync::<Error>();
+    send_sync::<ContainerSpec>();
+    send_sync::<ExecOutput>();
+}
