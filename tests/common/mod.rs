@@ -1,0 +1,71 @@
+//! Shared helpers for the integration tests: images made on this machine
+//! (no registry) and waiting on conditions with a deadline.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use testdock::{ContainerSpec, HostImage, Image};
+
+/// `sh`, `bash`, core tools — what most tests exec into.
+pub fn shell() -> Image {
+    HostImage::shell().into()
+}
+
+/// The shell image plus perl and its core modules, for a tiny TCP server
+/// inside a container.
+pub fn shell_with_perl() -> Image {
+    let out = std::process::Command::new("perl")
+        .args(["-e", r#"print for grep { -f "$_/IO/Socket/INET.pm" } @INC"#])
+        .output()
+        .expect("perl is part of every Debian system");
+    let lib = String::from_utf8(out.stdout).unwrap();
+    assert!(!lib.is_empty(), "no perl library dir with IO::Socket::INET");
+    HostImage::shell().binary("perl").path(lib).into()
+}
+
+/// A long-running container of the shell image.
+pub fn sleeper() -> ContainerSpec {
+    ContainerSpec::new(shell()).cmd(["sleep", "infinity"])
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+/// Polls `check` until it returns true or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not true within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether a container with this id or name exists.
+pub async fn exists(id_or_name: &str) -> bool {
+    let docker = testdock::docker().await.unwrap();
+    match docker.bollard().inspect_container(id_or_name, None).await {
+        Ok(_) => true,
+        Err(testdock::bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => false,
+        Err(e) => panic!("inspect {id_or_name}: {e}"),
+    }
+}
+
+/// Waits until the container is gone (10 s at most).
+pub async fn assert_gone(id: &str) {
+    let id = id.to_string();
+    eventually(Duration::from_secs(10), &format!("container {id} removed"), || {
+        let id = id.clone();
+        async move { !exists(&id).await }
+    })
+    .await;
+}
