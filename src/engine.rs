@@ -61,7 +61,8 @@ impl Docker {
     /// The underlying bollard client, for what testdock does not wrap.
     ///
     /// bollard opens a connection per request, so the client may be used
-    /// from any runtime.
+    /// from any tokio runtime (not from outside one: its timeouts need
+    /// tokio's timer).
     pub fn bollard(&self) -> &bollard::Docker {
         &self.client
     }
