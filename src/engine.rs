@@ -98,13 +98,19 @@ pub async fn host_bind_address() -> Result<std::net::IpAddr> {
             .inspect_network("bridge", None::<bollard::query_parameters::InspectNetworkOptions>)
             .await
             .map_err(|e| Error::docker("inspect network bridge", e))?;
+        // Docker 20.10 leaves the default bridge's gateway out of IPAM and
+        // gives docker0 the subnet's first address, as host-gateway does.
         net.ipam
             .and_then(|i| i.config)
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|c| c.gateway?.parse().ok())
-            .next()
-            .ok_or_else(|| Error::InvalidSpec("the engine's bridge network has no gateway address".into()))
+            .find_map(|c| match c.gateway {
+                Some(g) => g.parse().ok(),
+                None => first_host(c.subnet.as_deref()?),
+            })
+            .ok_or_else(|| {
+                Error::InvalidSpec("the engine's bridge network has no IPv4 gateway or subnet".into())
+            })
     })
     .await
 }
@@ -196,6 +202,13 @@ async fn try_endpoint(endpoint: &str) -> std::result::Result<Docker, String> {
     }
 }
 
+/// The first host address of an IPv4 subnet: `172.17.0.0/16` → `172.17.0.1`.
+fn first_host(subnet: &str) -> Option<std::net::IpAddr> {
+    let (net, _) = subnet.split_once('/')?;
+    let net: std::net::Ipv4Addr = net.parse().ok()?;
+    Some(std::net::Ipv4Addr::from(u32::from(net) + 1).into())
+}
+
 /// `host:port/...` → `host` (brackets of an IPv6 literal removed).
 fn tcp_host(rest: &str) -> String {
     let authority = rest.split('/').next().unwrap_or(rest);
@@ -249,6 +262,12 @@ mod tests {
         assert_eq!(tcp_host("[::1]:2375"), "::1");
         assert_eq!(tcp_host("0.0.0.0:2375"), "127.0.0.1");
         assert_eq!(tcp_host("localhost"), "localhost");
+    }
+
+    #[test]
+    fn first_host_of_a_subnet() {
+        assert_eq!(first_host("172.17.0.0/16"), Some("172.17.0.1".parse().unwrap()));
+        assert_eq!(first_host("fd00::/64"), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub fn shell() -> Image {
 /// inside a container.
 pub fn shell_with_perl() -> Image {
     let out = std::process::Command::new("perl")
-        .args(["-e", r#"print for grep { -f "$_/IO/Socket/INET.pm" } @INC"#])
+        .args(["-e", r#"print((grep { -f "$_/IO/Socket/INET.pm" } @INC)[0])"#])
         .output()
         .expect("perl is part of every Debian system");
     let lib = String::from_utf8(out.stdout).unwrap();

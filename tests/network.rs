@@ -1,0 +1,122 @@
+//! Reaching the host from a container, a container from the host, and no
+//! network at all.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{shell_with_perl, sleeper};
+use testdock::{ContainerSpec, Error};
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn a_host_server_on_the_recommended_address_is_reached_via_host_docker_internal() {
+    let addr = testdock::host_bind_address().await.unwrap();
+    let listener = TcpListener::bind((addr, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(b"pong from host\n").unwrap();
+        buf
+    });
+
+    let c = sleeper().start().await.unwrap();
+    let script = format!(
+        "exec 3<>/dev/tcp/host.docker.internal/{port} && printf ping >&3 && cat <&3"
+    );
+    let out = c
+        .exec(["bash", "-c", &script])
+        .timeout(Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_text(), "pong from host\n", "stderr: {}", out.stderr_text());
+    assert_eq!(&server.join().unwrap(), b"ping");
+    c.teardown().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn a_published_port_is_reached_from_the_host_on_loopback() {
+    let server = r#"
+        use IO::Socket::INET;
+        my $s = IO::Socket::INET->new(LocalPort => 8080, Listen => 5, ReuseAddr => 1) or die "listen: $!";
+        while (my $c = $s->accept) { print $c "hello from the container\n"; close $c }
+    "#;
+    let c = ContainerSpec::new(shell_with_perl())
+        .cmd(["perl", "-e", server])
+        .expose(8080)
+        .start()
+        .await
+        .unwrap();
+    let port = c.host_port(8080).await.unwrap();
+    assert_eq!(c.host(), "127.0.0.1");
+
+    // docker-proxy accepts at once and closes when nothing listens behind
+    // it yet: retry until the real answer comes.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reply = loop {
+        let mut got = String::new();
+        if let Ok(mut s) = TcpStream::connect((c.host(), port)) {
+            let _ = s.read_to_string(&mut got);
+        }
+        if !got.is_empty() || Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(reply, "hello from the container\n");
+
+    // Bound to loopback only.
+    let docker = testdock::docker().await.unwrap();
+    let info = docker.bollard().inspect_container(c.id(), None).await.unwrap();
+    let bindings = info.network_settings.unwrap().ports.unwrap();
+    let b = bindings["8080/tcp"].as_ref().unwrap();
+    assert!(b.iter().all(|b| b.host_ip.as_deref() == Some("127.0.0.1")), "{b:?}");
+
+    let err = c.host_port(9999).await.unwrap_err();
+    assert!(matches!(err, Error::PortNotPublished { port: 9999, .. }), "{err:?}");
+    assert!(err.to_string().contains(".expose(9999)"), "{err}");
+    c.teardown().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn network_none_has_only_loopback_and_no_way_out() {
+    let addr = testdock::host_bind_address().await.unwrap();
+    let listener = TcpListener::bind((addr, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+
+    let c = sleeper().network("none").start().await.unwrap();
+    let out = c
+        .exec(["sh", "-c", "sed -n '3,$s/:.*//p' /proc/net/dev | tr -d ' '"])
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_text(), "lo\n");
+    let out = c
+        .exec(["bash", "-c", &format!("echo > /dev/tcp/{addr}/{port}")])
+        .timeout(Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_ne!(out.exit_code, 0, "reached the host from network none");
+    assert!(out.stderr_text().contains("unreachable"), "{}", out.stderr_text());
+    c.teardown().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn host_gateway_can_be_turned_off_and_extra_hosts_added() {
+    let c = sleeper()
+        .host_gateway(false)
+        .extra_host("db.test", "10.9.8.7")
+        .start()
+        .await
+        .unwrap();
+    let hosts = c.exec(["cat", "/etc/hosts"]).await.unwrap().stdout_text().into_owned();
+    assert!(!hosts.contains("host.docker.internal"), "{hosts}");
+    assert!(hosts.contains("10.9.8.7\tdb.test"), "{hosts}");
+    c.teardown().await.unwrap();
+}
