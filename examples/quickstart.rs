@@ -15,7 +15,11 @@ async fn main() -> testdock::Result<()> {
     println!("started {} ({})", c.name(), c.image());
 
     let out = c
-        .exec(["sh", "-c", "echo \"$GREETING\"; echo 'a warning' >&2; exit 3"])
+        .exec([
+            "sh",
+            "-c",
+            "echo \"$GREETING\"; echo 'a warning' >&2; exit 3",
+        ])
         .await?;
     println!("stdout:    {:?}", out.stdout_text());
     println!("stderr:    {:?}", out.stderr_text());

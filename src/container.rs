@@ -162,7 +162,12 @@ async fn run_attached(c: &TestContainer, spec: &ContainerSpec) -> Result<ExecOut
         .await
         .map_err(|e| Error::docker(op(), e))?;
     let mut out = Streams::default();
-    let io = drive(attached.output, attached.input, spec.stdin.clone(), &mut out);
+    let io = drive(
+        attached.output,
+        attached.input,
+        spec.stdin.clone(),
+        &mut out,
+    );
     let finished = match spec.timeout {
         Some(t) => tokio::time::timeout(t, io).await.ok(),
         None => Some(io.await),
@@ -178,13 +183,18 @@ async fn run_attached(c: &TestContainer, spec: &ContainerSpec) -> Result<ExecOut
             })
         }
     }
-    let code = wait_exit(docker, &c.id).await.map_err(|e| Error::docker(op(), e))?;
+    let code = wait_exit(docker, &c.id)
+        .await
+        .map_err(|e| Error::docker(op(), e))?;
     Ok(ExecOutput::new(out.stdout, out.stderr, code).with_context(&c.name, &c.image, &command))
 }
 
 /// Waits for the container to exit and returns its code. bollard reports a
 /// non-zero exit as an error; here it is just the answer.
-async fn wait_exit(docker: &bollard::Docker, id: &str) -> std::result::Result<i64, bollard::errors::Error> {
+async fn wait_exit(
+    docker: &bollard::Docker,
+    id: &str,
+) -> std::result::Result<i64, bollard::errors::Error> {
     let mut stream = docker.wait_container(id, None::<WaitContainerOptions>);
     match stream.next().await {
         Some(Ok(r)) => Ok(r.status_code),
@@ -210,7 +220,9 @@ async fn create(spec: &ContainerSpec, attach: bool) -> Result<TestContainer> {
     let name = spec.name.clone().unwrap_or_else(unique_name);
     let body = body(spec, &image, binds, engine.host(), attach);
     let opts = CreateContainerOptionsBuilder::new().name(&name).build();
-    let mut created = docker.create_container(Some(opts.clone()), body.clone()).await;
+    let mut created = docker
+        .create_container(Some(opts.clone()), body.clone())
+        .await;
     if pull_if_missing && matches!(&created, Err(e) if is_missing_image(e)) {
         if let Err(e) = ensure_named(&image).await {
             reaper::remove_volumes(&owned).await;
@@ -222,7 +234,10 @@ async fn create(spec: &ContainerSpec, attach: bool) -> Result<TestContainer> {
         Ok(r) => r.id,
         Err(e) => {
             reaper::remove_volumes(&owned).await;
-            return Err(Error::docker(format!("create container {name} from {image}"), e));
+            return Err(Error::docker(
+                format!("create container {name} from {image}"),
+                e,
+            ));
         }
     };
     reaper::track(&id, owned.clone());
@@ -239,9 +254,10 @@ async fn create(spec: &ContainerSpec, attach: bool) -> Result<TestContainer> {
 
 fn is_missing_image(e: &bollard::errors::Error) -> bool {
     match e {
-        bollard::errors::Error::DockerResponseServerError { status_code: 404, message } => {
-            message.to_ascii_lowercase().contains("image")
-        }
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } => message.to_ascii_lowercase().contains("image"),
         _ => false,
     }
 }
@@ -436,7 +452,10 @@ impl TestContainer {
     /// [`expose`](ContainerSpec::expose) it.
     pub async fn host_port(&self, port: u16) -> Result<u16> {
         if let Some(map) = &*self.ports.lock().unwrap_or_else(|e| e.into_inner()) {
-            return map.get(&port).copied().ok_or_else(|| self.not_published(port));
+            return map
+                .get(&port)
+                .copied()
+                .ok_or_else(|| self.not_published(port));
         }
         let id = self.id.clone();
         let map = on_engine(async move {
@@ -570,7 +589,10 @@ impl TestContainer {
     /// [`Error::Docker`] if the engine refuses; the exit hook tries again.
     pub async fn teardown(mut self) -> Result<()> {
         self.armed = false;
-        let (id, owned) = (std::mem::take(&mut self.id), std::mem::take(&mut self.owned));
+        let (id, owned) = (
+            std::mem::take(&mut self.id),
+            std::mem::take(&mut self.owned),
+        );
         on_engine(async move { reaper::remove(&id, &owned).await }).await
     }
 
@@ -584,14 +606,20 @@ impl TestContainer {
 impl Drop for TestContainer {
     fn drop(&mut self) {
         if self.armed {
-            reaper::remove_in_background(std::mem::take(&mut self.id), std::mem::take(&mut self.owned));
+            reaper::remove_in_background(
+                std::mem::take(&mut self.id),
+                std::mem::take(&mut self.owned),
+            );
         }
     }
 }
 
 fn published_ports(info: bollard::models::ContainerInspectResponse) -> HashMap<u16, u16> {
     let mut map = HashMap::new();
-    let ports = info.network_settings.and_then(|n| n.ports).unwrap_or_default();
+    let ports = info
+        .network_settings
+        .and_then(|n| n.ports)
+        .unwrap_or_default();
     for (key, bindings) in ports {
         let Some(port) = key.strip_suffix("/tcp").and_then(|p| p.parse().ok()) else {
             continue;

@@ -95,7 +95,10 @@ pub async fn host_bind_address() -> Result<std::net::IpAddr> {
     on_engine(async {
         let docker = client().await?;
         let net = docker
-            .inspect_network("bridge", None::<bollard::query_parameters::InspectNetworkOptions>)
+            .inspect_network(
+                "bridge",
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
             .await
             .map_err(|e| Error::docker("inspect network bridge", e))?;
         // Docker 20.10 leaves the default bridge's gateway out of IPAM and
@@ -109,7 +112,9 @@ pub async fn host_bind_address() -> Result<std::net::IpAddr> {
                 None => first_host(c.subnet.as_deref()?),
             })
             .ok_or_else(|| {
-                Error::InvalidSpec("the engine's bridge network has no IPv4 gateway or subnet".into())
+                Error::InvalidSpec(
+                    "the engine's bridge network has no IPv4 gateway or subnet".into(),
+                )
             })
     })
     .await
@@ -173,9 +178,12 @@ async fn try_endpoint(endpoint: &str) -> std::result::Result<Docker, String> {
         if !std::path::Path::new(path).exists() {
             return Err("no such socket".into());
         }
-        let c =
-            bollard::Docker::connect_with_unix(path, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
-                .map_err(|e| e.to_string())?;
+        let c = bollard::Docker::connect_with_unix(
+            path,
+            REQUEST_TIMEOUT_SECS,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .map_err(|e| e.to_string())?;
         (c, "127.0.0.1".to_string())
     } else if let Some(rest) = endpoint
         .strip_prefix("tcp://")
@@ -266,7 +274,10 @@ mod tests {
 
     #[test]
     fn first_host_of_a_subnet() {
-        assert_eq!(first_host("172.17.0.0/16"), Some("172.17.0.1".parse().unwrap()));
+        assert_eq!(
+            first_host("172.17.0.0/16"),
+            Some("172.17.0.1".parse().unwrap())
+        );
         assert_eq!(first_host("fd00::/64"), None);
     }
 

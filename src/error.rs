@@ -71,7 +71,10 @@ pub enum Error {
     /// A command did not finish within its timeout. For a one-shot run the
     /// container has been removed; for an exec the process may still run
     /// until the container is removed.
-    #[error("command `{command}` in {container} did not finish within {timeout:?}; it printed: {}", tail_of(output))]
+    #[error(
+        "command `{command}` in {container} did not finish within {timeout:?}; it printed: {}",
+        tail_of(output)
+    )]
     Timeout {
         /// Container name.
         container: String,

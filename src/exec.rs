@@ -94,7 +94,11 @@ impl ExecOutput {
             image: self.context.image.clone(),
             command: self.context.command.clone(),
             exit_code: self.exit_code,
-            stderr_tail: if tail.is_empty() { "(no output)".into() } else { tail },
+            stderr_tail: if tail.is_empty() {
+                "(no output)".into()
+            } else {
+                tail
+            },
         })
     }
 }
@@ -274,7 +278,9 @@ pub(crate) struct Streams {
 /// Both at once: a command that echoes a large stdin back would otherwise
 /// block on a full pipe while we block on writing.
 pub(crate) async fn drive(
-    mut output: Pin<Box<dyn Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>> + Send>>,
+    mut output: Pin<
+        Box<dyn Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>> + Send>,
+    >,
     mut input: Pin<Box<dyn AsyncWrite + Send>>,
     stdin: Option<Vec<u8>>,
     out: &mut Streams,
@@ -308,7 +314,10 @@ pub(crate) async fn drive(
 
 /// Reads the exit code once the output has ended. Docker 20.10 always had it
 /// at the first inspect; other engines may lag a moment, so retry briefly.
-async fn exit_code(docker: &bollard::Docker, exec_id: &str) -> std::result::Result<i64, bollard::errors::Error> {
+async fn exit_code(
+    docker: &bollard::Docker,
+    exec_id: &str,
+) -> std::result::Result<i64, bollard::errors::Error> {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut pause = Duration::from_millis(1);
     loop {
@@ -334,8 +343,11 @@ mod tests {
         assert!(ok.clone().success().is_ok());
 
         let cmd = ["psql".to_string(), "-c".into(), "select 1".into()];
-        let failed = ExecOutput::new(vec![], b"line1\nFATAL: no role\n".to_vec(), 2)
-            .with_context("td-1", "postgres:16", &cmd);
+        let failed = ExecOutput::new(vec![], b"line1\nFATAL: no role\n".to_vec(), 2).with_context(
+            "td-1",
+            "postgres:16",
+            &cmd,
+        );
         let msg = failed.success().unwrap_err().to_string();
         assert_eq!(
             msg,

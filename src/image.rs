@@ -61,7 +61,11 @@ impl Image {
         match &self.kind {
             Kind::Named(n) => n.clone(),
             Kind::Host(h) => format!("{} (packed from host binaries)", h.repository),
-            Kind::FirstOf(all) => all.iter().map(Image::describe).collect::<Vec<_>>().join(" | "),
+            Kind::FirstOf(all) => all
+                .iter()
+                .map(Image::describe)
+                .collect::<Vec<_>>()
+                .join(" | "),
         }
     }
 
@@ -131,7 +135,9 @@ impl From<&String> for Image {
 
 impl From<HostImage> for Image {
     fn from(h: HostImage) -> Self {
-        Image { kind: Kind::Host(h) }
+        Image {
+            kind: Kind::Host(h),
+        }
     }
 }
 
@@ -165,7 +171,10 @@ async fn pull(reference: &str) -> Result<()> {
     let docker = client().await?;
     // A bare name means its `latest` tag, as with `docker pull`.
     let (from, tag) = split_tag(reference);
-    let opts = CreateImageOptionsBuilder::new().from_image(from).tag(tag).build();
+    let opts = CreateImageOptionsBuilder::new()
+        .from_image(from)
+        .tag(tag)
+        .build();
     eprintln!("testdock: pulling {reference}");
     let mut last = String::new();
     let mut stream = docker.create_image(Some(opts), None, None);
@@ -235,9 +244,41 @@ pub struct HostImage {
 /// What [`HostImage::shell`] packs: a POSIX shell, bash, and the tools
 /// tests reach for.
 const SHELL_TOOLS: &[&str] = &[
-    "sh", "bash", "cat", "echo", "printf", "sleep", "true", "false", "env", "id", "pwd", "ls",
-    "mkdir", "rm", "cp", "mv", "touch", "head", "tail", "wc", "tr", "tee", "dd", "sha256sum",
-    "base64", "grep", "sed", "sort", "uname", "chmod", "stat", "timeout", "kill", "seq", "yes",
+    "sh",
+    "bash",
+    "cat",
+    "echo",
+    "printf",
+    "sleep",
+    "true",
+    "false",
+    "env",
+    "id",
+    "pwd",
+    "ls",
+    "mkdir",
+    "rm",
+    "cp",
+    "mv",
+    "touch",
+    "head",
+    "tail",
+    "wc",
+    "tr",
+    "tee",
+    "dd",
+    "sha256sum",
+    "base64",
+    "grep",
+    "sed",
+    "sort",
+    "uname",
+    "chmod",
+    "stat",
+    "timeout",
+    "kill",
+    "seq",
+    "yes",
 ];
 
 impl HostImage {
@@ -284,8 +325,14 @@ impl HostImage {
     }
 
     /// Adds a file with these contents and mode at `path_in_image`.
-    pub fn file(mut self, path_in_image: impl Into<String>, contents: impl Into<Vec<u8>>, mode: u32) -> Self {
-        self.files.push((path_in_image.into(), contents.into(), mode));
+    pub fn file(
+        mut self,
+        path_in_image: impl Into<String>,
+        contents: impl Into<Vec<u8>>,
+        mode: u32,
+    ) -> Self {
+        self.files
+            .push((path_in_image.into(), contents.into(), mode));
         self
     }
 
@@ -372,7 +419,11 @@ impl HostImage {
         tree.dir("tmp", 0o1777);
         tree.dir("root", 0o700);
         tree.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n".to_vec(), 0o644);
-        tree.file("etc/group", b"root:x:0:\nnogroup:x:65534:\n".to_vec(), 0o644);
+        tree.file(
+            "etc/group",
+            b"root:x:0:\nnogroup:x:65534:\n".to_vec(),
+            0o644,
+        );
         // Merged-/usr hosts have /bin -> usr/bin and friends; keep the same
         // shape so `#!/bin/sh` and `/lib64/ld-linux…` resolve.
         for top in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
@@ -432,7 +483,12 @@ fn shared_libraries(exe: &Path) -> Result<Vec<PathBuf>> {
     let out = std::process::Command::new("ldd")
         .arg(exe)
         .output()
-        .map_err(|e| Error::io("cannot run `ldd` to find shared libraries (is libc-bin installed?)", e))?;
+        .map_err(|e| {
+            Error::io(
+                "cannot run `ldd` to find shared libraries (is libc-bin installed?)",
+                e,
+            )
+        })?;
     Ok(parse_ldd(&String::from_utf8_lossy(&out.stdout)))
 }
 
@@ -475,7 +531,8 @@ impl Tree {
 
     fn file(&mut self, path: &str, contents: Vec<u8>, mode: u32) {
         self.parents(path);
-        self.entries.insert(path.into(), Entry::File(contents, mode));
+        self.entries
+            .insert(path.into(), Entry::File(contents, mode));
     }
 
     fn symlink(&mut self, path: &str, target: PathBuf) {
@@ -500,7 +557,12 @@ impl Tree {
     /// Adds a host path at the same place: a symlink as a symlink plus what
     /// it points to, a directory with everything under it.
     fn add_host(&mut self, path: &Path) -> Result<()> {
-        let io = |e| Error::io(format!("cannot pack `{}` into a host image", path.display()), e);
+        let io = |e| {
+            Error::io(
+                format!("cannot pack `{}` into a host image", path.display()),
+                e,
+            )
+        };
         let path = if path.is_absolute() {
             path.to_path_buf()
         } else {
@@ -524,7 +586,11 @@ impl Tree {
         if meta.file_type().is_symlink() {
             let target = std::fs::read_link(&here).map_err(io)?;
             self.symlink(&key, target.clone());
-            let resolved = if target.is_absolute() { target } else { here.parent().unwrap_or(Path::new("/")).join(target) };
+            let resolved = if target.is_absolute() {
+                target
+            } else {
+                here.parent().unwrap_or(Path::new("/")).join(target)
+            };
             self.add_host(&resolved)?;
         } else if meta.is_dir() {
             self.parents(&key);
@@ -607,13 +673,21 @@ mod tests {
     fn tags_split_from_names_not_from_registry_ports() {
         assert_eq!(split_tag("postgres:16"), ("postgres", "16"));
         assert_eq!(split_tag("postgres"), ("postgres", "latest"));
-        assert_eq!(split_tag("localhost:5000/app"), ("localhost:5000/app", "latest"));
-        assert_eq!(split_tag("localhost:5000/app:v1"), ("localhost:5000/app", "v1"));
+        assert_eq!(
+            split_tag("localhost:5000/app"),
+            ("localhost:5000/app", "latest")
+        );
+        assert_eq!(
+            split_tag("localhost:5000/app:v1"),
+            ("localhost:5000/app", "v1")
+        );
     }
 
     #[test]
     fn packing_is_reproducible_and_has_the_skeleton() {
-        let img = HostImage::new("t").binary("sh").file("/etc/motd", "hi", 0o600);
+        let img = HostImage::new("t")
+            .binary("sh")
+            .file("/etc/motd", "hi", 0o600);
         let a = img.pack().unwrap();
         let b = img.pack().unwrap();
         assert_eq!(hash_hex(&a, &[]), hash_hex(&b, &[]));
@@ -626,15 +700,27 @@ mod tests {
             }
         }
         for want in ["tmp/", "etc/passwd", "etc/motd"] {
-            assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+            assert!(
+                names.iter().any(|n| n == want),
+                "{want} missing from {names:?}"
+            );
         }
-        assert!(names.iter().any(|n| n.ends_with("/sh")), "no sh in {names:?}");
-        assert!(names.iter().any(|n| n.contains("libc.so")), "no libc in {names:?}");
+        assert!(
+            names.iter().any(|n| n.ends_with("/sh")),
+            "no sh in {names:?}"
+        );
+        assert!(
+            names.iter().any(|n| n.contains("libc.so")),
+            "no libc in {names:?}"
+        );
     }
 
     #[test]
     fn a_missing_binary_is_named() {
-        let err = HostImage::new("t").binary("no-such-tool-xyz").pack().unwrap_err();
+        let err = HostImage::new("t")
+            .binary("no-such-tool-xyz")
+            .pack()
+            .unwrap_err();
         assert!(err.to_string().contains("`no-such-tool-xyz`"), "{err}");
     }
 }

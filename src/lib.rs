@@ -50,8 +50,7 @@ pub use error::{Error, Result};
 pub use exec::{Exec, ExecOutput};
 pub use image::{ensure_image, HostImage, Image, LABEL_IMAGE};
 pub use session::{
-    session_id, LABEL_EXPIRES, LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_PID_START,
-    LABEL_SESSION,
+    session_id, LABEL_EXPIRES, LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_PID_START, LABEL_SESSION,
 };
 pub use spec::ContainerSpec;
 

@@ -48,7 +48,10 @@ pub(crate) fn track(id: &str, owned: Owned) {
 /// volumes it owns. Already gone counts as done.
 pub(crate) async fn remove(id: &str, owned: &Owned) -> Result<()> {
     let docker = client().await?;
-    let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+    let opts = RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .v(true)
+        .build();
     match docker.remove_container(id, Some(opts)).await {
         // 409: a removal of it is already in progress.
         Err(e) if !matches!(status_of(&e), Some(404 | 409)) => {
@@ -67,9 +70,15 @@ pub(crate) async fn remove(id: &str, owned: &Owned) -> Result<()> {
 pub(crate) async fn remove_volumes(owned: &Owned) {
     let Ok(docker) = client().await else { return };
     for v in &owned.volumes {
-        if let Err(e) = docker.remove_volume(v, None::<bollard::query_parameters::RemoveVolumeOptions>).await {
+        if let Err(e) = docker
+            .remove_volume(v, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await
+        {
             if !matches!(status_of(&e), Some(404 | 409)) {
-                let _ = writeln!(std::io::stderr(), "testdock: could not remove volume {v}: {e}");
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "testdock: could not remove volume {v}: {e}"
+                );
             }
         }
     }
@@ -80,7 +89,10 @@ pub(crate) fn remove_in_background(id: String, owned: Owned) {
     *lock(&PENDING.0) += 1;
     spawn_detached(async move {
         if let Err(e) = remove(&id, &owned).await {
-            let _ = writeln!(std::io::stderr(), "testdock: could not remove container {id}: {e}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "testdock: could not remove container {id}: {e}"
+            );
         }
         let (count, done) = &*PENDING;
         *lock(count) -= 1;
@@ -100,7 +112,10 @@ fn wait_pending(deadline: Instant) -> bool {
         if left.is_zero() {
             return false;
         }
-        n = done.wait_timeout(n, left).unwrap_or_else(|e| e.into_inner()).0;
+        n = done
+            .wait_timeout(n, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
     }
     true
 }

@@ -87,7 +87,10 @@ mod tests {
         assert_eq!(l[LABEL_PID], std::process::id().to_string());
         assert_eq!(l[LABEL_HOST], hostname());
         let expires: u64 = l[LABEL_EXPIRES].parse().unwrap();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         assert!(expires > now);
         assert!(uuid::Uuid::parse_str(session_id()).is_ok());
     }

@@ -135,7 +135,9 @@ impl ContainerSpec {
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         let key = key.into();
         if key.is_empty() || key.contains('=') {
-            return self.invalid(format!("environment variable name `{key}` is empty or contains `=`"));
+            return self.invalid(format!(
+                "environment variable name `{key}` is empty or contains `=`"
+            ));
         }
         self.env.push((key, value.into()));
         self
@@ -235,7 +237,8 @@ impl ContainerSpec {
 
     /// Adds an `/etc/hosts` entry in the container.
     pub fn extra_host(mut self, name: impl Into<String>, ip: impl Into<String>) -> Self {
-        self.extra_hosts.push(format!("{}:{}", name.into(), ip.into()));
+        self.extra_hosts
+            .push(format!("{}:{}", name.into(), ip.into()));
         self
     }
 
@@ -243,7 +246,11 @@ impl ContainerSpec {
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         match i64::try_from(bytes) {
             Ok(b) if b >= 6 * 1024 * 1024 => self.memory = Some(b),
-            _ => return self.invalid(format!("memory limit {bytes} is below Docker's 6 MiB minimum or too large")),
+            _ => {
+                return self.invalid(format!(
+                    "memory limit {bytes} is below Docker's 6 MiB minimum or too large"
+                ))
+            }
         }
         self
     }

@@ -15,7 +15,10 @@ async fn teardown_removes_and_reports() {
     let id = c.id().to_string();
     assert!(exists(&id).await);
     c.teardown().await.unwrap();
-    assert!(!exists(&id).await, "teardown returned before the container was gone");
+    assert!(
+        !exists(&id).await,
+        "teardown returned before the container was gone"
+    );
 }
 
 #[tokio::test]
@@ -26,7 +29,11 @@ async fn teardown_of_a_container_already_gone_is_ok() {
     let opts = testdock::bollard::query_parameters::RemoveContainerOptionsBuilder::new()
         .force(true)
         .build();
-    docker.bollard().remove_container(c.id(), Some(opts)).await.unwrap();
+    docker
+        .bollard()
+        .remove_container(c.id(), Some(opts))
+        .await
+        .unwrap();
     c.teardown().await.unwrap();
 }
 
@@ -65,7 +72,9 @@ fn drop_in_plain_test_with_any_block_on_removes() {
         // c is dropped here, outside any tokio runtime
     });
     // The check itself uses raw bollard, which needs a tokio runtime.
-    tokio::runtime::Runtime::new().unwrap().block_on(assert_gone(&id));
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(assert_gone(&id));
 }
 
 #[tokio::test]
@@ -111,8 +120,14 @@ async fn a_failed_start_removes_what_was_created() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Docker { .. }), "{err:?}");
-    assert!(err.to_string().contains(&format!("start container {name}")), "{err}");
-    assert!(!exists(&name).await, "the created container was left behind");
+    assert!(
+        err.to_string().contains(&format!("start container {name}")),
+        "{err}"
+    );
+    assert!(
+        !exists(&name).await,
+        "the created container was left behind"
+    );
 }
 
 #[tokio::test]
@@ -166,7 +181,11 @@ async fn memory_and_cpu_limits_show_in_inspect() {
         .await
         .unwrap();
     let docker = testdock::docker().await.unwrap();
-    let info = docker.bollard().inspect_container(c.id(), None).await.unwrap();
+    let info = docker
+        .bollard()
+        .inspect_container(c.id(), None)
+        .await
+        .unwrap();
     let hc = info.host_config.unwrap();
     assert_eq!(hc.memory, Some(64 * 1024 * 1024));
     assert_eq!(hc.nano_cpus, Some(500_000_000));
@@ -182,7 +201,12 @@ async fn memory_and_cpu_limits_show_in_inspect() {
 #[ignore = "requires Docker"]
 async fn invalid_spec_is_refused_before_anything_is_created() {
     let name = unique("invalid");
-    let err = sleeper().name(name.clone()).cpu_limit(0.0).start().await.unwrap_err();
+    let err = sleeper()
+        .name(name.clone())
+        .cpu_limit(0.0)
+        .start()
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidSpec(_)), "{err:?}");
     assert!(!exists(&name).await);
 }

@@ -26,12 +26,20 @@ async fn read_only_bind_refuses_writes_and_read_write_reaches_the_host() {
     assert_eq!(out.stdout_text(), "mode = test\n");
     let denied = c.exec(["sh", "-c", "echo x > /config/new"]).await.unwrap();
     assert_ne!(denied.exit_code, 0);
-    assert!(denied.stderr_text().contains("Read-only file system"), "{}", denied.stderr_text());
+    assert!(
+        denied.stderr_text().contains("Read-only file system"),
+        "{}",
+        denied.stderr_text()
+    );
     assert!(!std::path::Path::new("fixtures/config/new").exists());
 
-    c.exec_ok(["sh", "-c", "echo written in container > '/data/out file.txt'"])
-        .await
-        .unwrap();
+    c.exec_ok([
+        "sh",
+        "-c",
+        "echo written in container > '/data/out file.txt'",
+    ])
+    .await
+    .unwrap();
     let on_host = std::fs::read_to_string(rw.join("out file.txt")).unwrap();
     assert_eq!(on_host, "written in container\n");
 
@@ -56,8 +64,15 @@ async fn a_missing_bind_path_is_a_typed_error_and_creates_nothing() {
         }
         other => panic!("expected BindPathMissing, got {other:?}"),
     }
-    assert!(err.to_string().contains("`fixtures/no-such-dir` does not exist"), "{err}");
-    assert!(!exists(&name).await, "a container was created despite the bad path");
+    assert!(
+        err.to_string()
+            .contains("`fixtures/no-such-dir` does not exist"),
+        "{err}"
+    );
+    assert!(
+        !exists(&name).await,
+        "a container was created despite the bad path"
+    );
 }
 
 #[tokio::test]
@@ -65,7 +80,9 @@ async fn a_missing_bind_path_is_a_typed_error_and_creates_nothing() {
 async fn named_volume_is_labelled_shared_and_removed_with_its_container() {
     let vol = unique("vol");
     let c = sleeper().volume(vol.clone(), "/vol").start().await.unwrap();
-    c.exec_ok(["sh", "-c", "echo persisted > /vol/f"]).await.unwrap();
+    c.exec_ok(["sh", "-c", "echo persisted > /vol/f"])
+        .await
+        .unwrap();
 
     let docker = testdock::docker().await.unwrap();
     let info = docker.bollard().inspect_volume(&vol).await.unwrap();
@@ -86,7 +103,14 @@ async fn tmpfs_is_mounted_with_its_options() {
         .unwrap();
     let out = c.exec(["stat", "-c", "%u %a", "/scratch"]).await.unwrap();
     assert_eq!(out.stdout_text(), "65534 700\n");
-    let out = c.exec(["sh", "-c", "grep ' /scratch ' /proc/mounts"]).await.unwrap();
-    assert!(out.stdout_text().starts_with("tmpfs /scratch tmpfs"), "{}", out.stdout_text());
+    let out = c
+        .exec(["sh", "-c", "grep ' /scratch ' /proc/mounts"])
+        .await
+        .unwrap();
+    assert!(
+        out.stdout_text().starts_with("tmpfs /scratch tmpfs"),
+        "{}",
+        out.stdout_text()
+    );
     c.teardown().await.unwrap();
 }

@@ -25,15 +25,19 @@ async fn a_host_server_on_the_recommended_address_is_reached_via_host_docker_int
     });
 
     let c = sleeper().start().await.unwrap();
-    let script = format!(
-        "exec 3<>/dev/tcp/host.docker.internal/{port} && printf ping >&3 && cat <&3"
-    );
+    let script =
+        format!("exec 3<>/dev/tcp/host.docker.internal/{port} && printf ping >&3 && cat <&3");
     let out = c
         .exec(["bash", "-c", &script])
         .timeout(Duration::from_secs(20))
         .await
         .unwrap();
-    assert_eq!(out.stdout_text(), "pong from host\n", "stderr: {}", out.stderr_text());
+    assert_eq!(
+        out.stdout_text(),
+        "pong from host\n",
+        "stderr: {}",
+        out.stderr_text()
+    );
     assert_eq!(&server.join().unwrap(), b"ping");
     c.teardown().await.unwrap();
 }
@@ -72,13 +76,23 @@ async fn a_published_port_is_reached_from_the_host_on_loopback() {
 
     // Bound to loopback only.
     let docker = testdock::docker().await.unwrap();
-    let info = docker.bollard().inspect_container(c.id(), None).await.unwrap();
+    let info = docker
+        .bollard()
+        .inspect_container(c.id(), None)
+        .await
+        .unwrap();
     let bindings = info.network_settings.unwrap().ports.unwrap();
     let b = bindings["8080/tcp"].as_ref().unwrap();
-    assert!(b.iter().all(|b| b.host_ip.as_deref() == Some("127.0.0.1")), "{b:?}");
+    assert!(
+        b.iter().all(|b| b.host_ip.as_deref() == Some("127.0.0.1")),
+        "{b:?}"
+    );
 
     let err = c.host_port(9999).await.unwrap_err();
-    assert!(matches!(err, Error::PortNotPublished { port: 9999, .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::PortNotPublished { port: 9999, .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains(".expose(9999)"), "{err}");
     c.teardown().await.unwrap();
 }
@@ -102,7 +116,11 @@ async fn network_none_has_only_loopback_and_no_way_out() {
         .await
         .unwrap();
     assert_ne!(out.exit_code, 0, "reached the host from network none");
-    assert!(out.stderr_text().contains("unreachable"), "{}", out.stderr_text());
+    assert!(
+        out.stderr_text().contains("unreachable"),
+        "{}",
+        out.stderr_text()
+    );
     c.teardown().await.unwrap();
 }
 
@@ -115,7 +133,12 @@ async fn host_gateway_can_be_turned_off_and_extra_hosts_added() {
         .start()
         .await
         .unwrap();
-    let hosts = c.exec(["cat", "/etc/hosts"]).await.unwrap().stdout_text().into_owned();
+    let hosts = c
+        .exec(["cat", "/etc/hosts"])
+        .await
+        .unwrap()
+        .stdout_text()
+        .into_owned();
     assert!(!hosts.contains("host.docker.internal"), "{hosts}");
     assert!(hosts.contains("10.9.8.7\tdb.test"), "{hosts}");
     c.teardown().await.unwrap();

@@ -16,7 +16,10 @@ pub fn shell() -> Image {
 /// inside a container.
 pub fn shell_with_perl() -> Image {
     let out = std::process::Command::new("perl")
-        .args(["-e", r#"print((grep { -f "$_/IO/Socket/INET.pm" } @INC)[0])"#])
+        .args([
+            "-e",
+            r#"print((grep { -f "$_/IO/Socket/INET.pm" } @INC)[0])"#,
+        ])
         .output()
         .expect("perl is part of every Debian system");
     let lib = String::from_utf8(out.stdout).unwrap();
@@ -31,7 +34,10 @@ pub fn sleeper() -> ContainerSpec {
 
 /// A name no other test uses.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
 }
 
 /// Polls `check` until it returns true or `within` passes.
@@ -45,7 +51,10 @@ where
         if check().await {
             return;
         }
-        assert!(Instant::now() < deadline, "not true within {within:?}: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "not true within {within:?}: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -55,7 +64,10 @@ pub async fn exists(id_or_name: &str) -> bool {
     let docker = testdock::docker().await.unwrap();
     match docker.bollard().inspect_container(id_or_name, None).await {
         Ok(_) => true,
-        Err(testdock::bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => false,
+        Err(testdock::bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }) => false,
         Err(e) => panic!("inspect {id_or_name}: {e}"),
     }
 }
@@ -63,9 +75,13 @@ pub async fn exists(id_or_name: &str) -> bool {
 /// Waits until the container is gone (10 s at most).
 pub async fn assert_gone(id: &str) {
     let id = id.to_string();
-    eventually(Duration::from_secs(10), &format!("container {id} removed"), || {
-        let id = id.clone();
-        async move { !exists(&id).await }
-    })
+    eventually(
+        Duration::from_secs(10),
+        &format!("container {id} removed"),
+        || {
+            let id = id.clone();
+            async move { !exists(&id).await }
+        },
+    )
     .await;
 }
