@@ -218,6 +218,7 @@ async fn create(spec: &ContainerSpec, attach: bool) -> Result<TestContainer> {
         volumes: create_volumes(docker, spec).await?,
     };
     let name = spec.name.clone().unwrap_or_else(unique_name);
+    reaper::note_created();
     let body = body(spec, &image, binds, engine.host(), attach);
     let opts = CreateContainerOptionsBuilder::new().name(&name).build();
     let mut created = docker
@@ -240,7 +241,6 @@ async fn create(spec: &ContainerSpec, attach: bool) -> Result<TestContainer> {
             ));
         }
     };
-    reaper::track(&id, owned.clone());
     Ok(TestContainer {
         id,
         name,
@@ -488,23 +488,7 @@ impl TestContainer {
     ///
     /// [`Error::Docker`] if the engine cannot read the logs.
     pub async fn logs(&self) -> Result<Logs> {
-        let id = self.id.clone();
-        on_engine(async move {
-            let docker = client().await?;
-            let opts = LogsOptionsBuilder::new().stdout(true).stderr(true).build();
-            let mut stream = docker.logs(&id, Some(opts));
-            let mut logs = Logs::default();
-            while let Some(frame) = stream.next().await {
-                match frame.map_err(|e| Error::docker(format!("read logs of {id}"), e))? {
-                    bollard::container::LogOutput::StdErr { message } => {
-                        logs.stderr.extend_from_slice(&message)
-                    }
-                    other => logs.stdout.extend_from_slice(&other.into_bytes()),
-                }
-            }
-            Ok(logs)
-        })
-        .await
+        on_engine(read_logs(self.id.clone())).await
     }
 
     /// Stops the container: its stop signal, then SIGKILL after `grace`.
@@ -589,6 +573,10 @@ impl TestContainer {
     /// [`Error::Docker`] if the engine refuses; the exit hook tries again.
     pub async fn teardown(mut self) -> Result<()> {
         self.armed = false;
+        if reaper::keep(false) {
+            reaper::keep_in_background(std::mem::take(&mut self.id), self.name.clone());
+            return Ok(());
+        }
         let (id, owned) = (
             std::mem::take(&mut self.id),
             std::mem::take(&mut self.owned),
@@ -604,14 +592,68 @@ impl TestContainer {
 }
 
 impl Drop for TestContainer {
+    /// Queues the removal and returns. While the thread is panicking (a
+    /// failed test) it first prints the container's last log lines, waiting
+    /// for them at most [`FAILURE_LOGS_WAIT`]: they belong beside the
+    /// failure, and a failing test is not waiting on anything else.
     fn drop(&mut self) {
-        if self.armed {
-            reaper::remove_in_background(
-                std::mem::take(&mut self.id),
-                std::mem::take(&mut self.owned),
-            );
+        if !self.armed {
+            return;
+        }
+        let panicking = std::thread::panicking();
+        if panicking {
+            print_logs_tail(&self.id, &self.name);
+        }
+        let id = std::mem::take(&mut self.id);
+        if reaper::keep(panicking) {
+            reaper::keep_in_background(id, self.name.clone());
+        } else {
+            reaper::remove_in_background(id, std::mem::take(&mut self.owned));
         }
     }
+}
+
+/// How long a failing test's guard waits for the container's logs.
+const FAILURE_LOGS_WAIT: Duration = Duration::from_secs(2);
+/// How many of the last lines of each stream a failing test shows.
+const FAILURE_LOG_LINES: usize = 50;
+
+fn print_logs_tail(id: &str, name: &str) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let id = id.to_string();
+    crate::engine::spawn_detached(async move {
+        let _ = tx.send(read_logs(id).await);
+    });
+    let logs = match rx.recv_timeout(FAILURE_LOGS_WAIT) {
+        Ok(Ok(logs)) => logs,
+        Ok(Err(e)) => return eprintln!("testdock: no logs of {name}: {e}"),
+        Err(_) => return eprintln!("testdock: no logs of {name} within {FAILURE_LOGS_WAIT:?}"),
+    };
+    for (stream, text) in [
+        ("stdout", logs.stdout_text()),
+        ("stderr", logs.stderr_text()),
+    ] {
+        let tail = crate::util::tail_lines(&text, FAILURE_LOG_LINES);
+        if !tail.is_empty() {
+            eprintln!("testdock: last {FAILURE_LOG_LINES} lines of {name} {stream}:\n{tail}");
+        }
+    }
+}
+
+async fn read_logs(id: String) -> Result<Logs> {
+    let docker = client().await?;
+    let opts = LogsOptionsBuilder::new().stdout(true).stderr(true).build();
+    let mut stream = docker.logs(&id, Some(opts));
+    let mut logs = Logs::default();
+    while let Some(frame) = stream.next().await {
+        match frame.map_err(|e| Error::docker(format!("read logs of {id}"), e))? {
+            bollard::container::LogOutput::StdErr { message } => {
+                logs.stderr.extend_from_slice(&message)
+            }
+            other => logs.stdout.extend_from_slice(&other.into_bytes()),
+        }
+    }
+    Ok(logs)
 }
 
 fn published_ports(info: bollard::models::ContainerInspectResponse) -> HashMap<u16, u16> {

@@ -164,13 +164,32 @@ async fn connect() -> Result<Docker> {
     let mut tried = Vec::new();
     for endpoint in candidates() {
         match try_endpoint(&endpoint).await {
-            Ok(engine) => return Ok(engine),
+            Ok(engine) => {
+                on_session_start(&engine);
+                return Ok(engine);
+            }
             Err(why) => tried.push(format!("{endpoint} ({why})")),
         }
     }
     Err(Error::DockerUnavailable {
         tried: tried.join(", "),
     })
+}
+
+/// A session's first connection starts its watchdog and sweeps what dead
+/// sessions left — both in the background, never delaying the first
+/// container. A watchdog process does neither.
+fn on_session_start(engine: &Docker) {
+    if crate::watchdog::is_watchdog() {
+        return;
+    }
+    let endpoint = engine.endpoint.clone();
+    tokio::task::spawn_blocking(move || crate::watchdog::start(&endpoint));
+    tokio::spawn(async {
+        if let Err(e) = crate::sweep::sweep_on_engine().await {
+            eprintln!("testdock: sweeping stale resources failed: {e}");
+        }
+    });
 }
 
 async fn try_endpoint(endpoint: &str) -> std::result::Result<Docker, String> {

@@ -40,8 +40,11 @@ mod exec;
 mod image;
 mod reaper;
 mod session;
+mod shared;
 mod spec;
+mod sweep;
 mod util;
+mod watchdog;
 
 pub use bollard;
 pub use container::{Logs, TestContainer};
@@ -52,7 +55,10 @@ pub use image::{ensure_image, HostImage, Image, LABEL_IMAGE};
 pub use session::{
     session_id, LABEL_EXPIRES, LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_PID_START, LABEL_SESSION,
 };
+pub use shared::SharedContainer;
 pub use spec::ContainerSpec;
+pub use sweep::sweep;
+pub use watchdog::watchdog_pid;
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

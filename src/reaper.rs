@@ -1,36 +1,48 @@
-//! Cleanup: what `Drop` queues, the registry of live containers, and the
-//! exit hook that waits for both.
+//! Cleanup: removals queued by `Drop`, the session cleanup the exit hook and
+//! the watchdog share, and keep-on-failure.
 //!
 //! Layers, from the test's point of view:
 //! 1. `teardown().await` removes and reports errors;
 //! 2. `Drop` queues a forced remove on the engine runtime and returns;
 //! 3. at process exit, [`at_exit`] waits (bounded) for queued removals, then
-//!    removes whatever is still registered — containers held in statics are
-//!    never dropped.
+//!    removes whatever this session still owns — statics are never dropped;
+//! 4. the watchdog (`watchdog.rs`) does the same from outside when the
+//!    process dies any other way, SIGKILL included;
+//! 5. the sweep (`sweep.rs`) removes what dead owners left and what expired.
 
 use std::collections::HashMap;
 use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::RemoveContainerOptionsBuilder;
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptions, RenameContainerOptionsBuilder,
+};
 use once_cell::sync::Lazy;
 
 use crate::engine::{client, runtime_if_started, spawn_detached};
 use crate::error::{status_of, Error, Result};
+use crate::session::{session_id, LABEL_SESSION};
 
 /// Removing 100 containers took ~8 s on the reference machine; 15 s covers
 /// a large suite without letting a wedged daemon hang the exit forever.
 const EXIT_WAIT: Duration = Duration::from_secs(15);
 
-/// What a live container owns besides itself: named volumes testdock made.
+/// Appended to the name of a container kept for inspection. Names are the
+/// one thing Docker lets us change after creation, and the watchdog and the
+/// sweep must see the mark after this process is gone.
+pub(crate) const KEPT_SUFFIX: &str = ".kept";
+
+/// What a container owns besides itself: named volumes testdock made.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Owned {
     pub(crate) volumes: Vec<String>,
 }
 
-/// Containers created and not yet removed, by id.
-static LIVE: Lazy<Mutex<HashMap<String, Owned>>> = Lazy::new(Default::default);
+/// Whether this session has created anything; if not, exit costs nothing.
+static CREATED: AtomicBool = AtomicBool::new(false);
 
 /// Removals queued by `Drop` and not finished, and a signal when one ends.
 static PENDING: Lazy<(Mutex<usize>, Condvar)> = Lazy::new(Default::default);
@@ -40,8 +52,48 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub(crate) fn track(id: &str, owned: Owned) {
-    lock(&LIVE).insert(id.to_string(), owned);
+/// Called before each create, so the exit hook knows to look.
+pub(crate) fn note_created() {
+    CREATED.store(true, Ordering::Relaxed);
+}
+
+/// Whether a guard dropped now keeps its container, per `TESTDOCK_KEEP`
+/// (`on-failure`: when the thread is panicking; `always`; default never).
+pub(crate) fn keep(panicking: bool) -> bool {
+    keep_policy(std::env::var("TESTDOCK_KEEP").ok().as_deref(), panicking)
+}
+
+fn keep_policy(setting: Option<&str>, panicking: bool) -> bool {
+    match setting {
+        Some("always") => true,
+        Some("on-failure") => panicking,
+        _ => false,
+    }
+}
+
+/// Keeps a container for inspection: marks its name so neither the exit
+/// hook nor the watchdog nor the sweep (until it expires) removes it, and
+/// says how to get in. Queued, like a removal.
+pub(crate) fn keep_in_background(id: String, name: String) {
+    let short: String = id.chars().take(12).collect();
+    // eprintln!, not a raw write: libtest captures it and shows it with the
+    // failing test's output.
+    eprintln!(
+        "testdock: kept container {name}{KEPT_SUFFIX} ({short}); get in with `docker exec -it {short} sh`, \
+         remove with `docker rm -f {short}`"
+    );
+    queue(async move {
+        let Ok(docker) = client().await else { return };
+        let opts = RenameContainerOptionsBuilder::new()
+            .name(&format!("{name}{KEPT_SUFFIX}"))
+            .build();
+        if let Err(e) = docker.rename_container(&id, opts).await {
+            let _ = writeln!(
+                std::io::stderr(),
+                "testdock: could not mark {name} as kept: {e}"
+            );
+        }
+    });
 }
 
 /// Removes a container (forced, with its anonymous volumes) and the named
@@ -59,7 +111,6 @@ pub(crate) async fn remove(id: &str, owned: &Owned) -> Result<()> {
         }
         _ => {}
     }
-    lock(&LIVE).remove(id);
     remove_volumes(owned).await;
     Ok(())
 }
@@ -70,10 +121,7 @@ pub(crate) async fn remove(id: &str, owned: &Owned) -> Result<()> {
 pub(crate) async fn remove_volumes(owned: &Owned) {
     let Ok(docker) = client().await else { return };
     for v in &owned.volumes {
-        if let Err(e) = docker
-            .remove_volume(v, None::<bollard::query_parameters::RemoveVolumeOptions>)
-            .await
-        {
+        if let Err(e) = docker.remove_volume(v, None::<RemoveVolumeOptions>).await {
             if !matches!(status_of(&e), Some(404 | 409)) {
                 let _ = writeln!(
                     std::io::stderr(),
@@ -86,21 +134,29 @@ pub(crate) async fn remove_volumes(owned: &Owned) {
 
 /// Queues a removal and returns at once. For `Drop`.
 pub(crate) fn remove_in_background(id: String, owned: Owned) {
-    *lock(&PENDING.0) += 1;
-    spawn_detached(async move {
+    queue(async move {
         if let Err(e) = remove(&id, &owned).await {
             let _ = writeln!(
                 std::io::stderr(),
                 "testdock: could not remove container {id}: {e}"
             );
         }
+    });
+}
+
+/// Runs cleanup work on the engine runtime, counted so the exit hook can
+/// wait for it.
+pub(crate) fn queue(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    *lock(&PENDING.0) += 1;
+    spawn_detached(async move {
+        work.await;
         let (count, done) = &*PENDING;
         *lock(count) -= 1;
         done.notify_all();
     });
 }
 
-/// Waits until no queued removal is left, or `deadline`. True if none is.
+/// Waits until no queued work is left, or `deadline`. True if none is.
 fn wait_pending(deadline: Instant) -> bool {
     let Some(pending) = Lazy::get(&PENDING) else {
         return true;
@@ -122,29 +178,218 @@ fn wait_pending(deadline: Instant) -> bool {
 
 /// Runs from `.fini_array` after `main` returns or `process::exit`. The
 /// engine's worker threads are still alive then, so queued work finishes;
-/// this only waits for it. Starts nothing new unless something is left.
+/// this waits for it, then removes what the session still owns (guards in
+/// statics, volumes that were in use). Does nothing in a process that
+/// created nothing — the watchdog among them.
 #[dtor::dtor(unsafe)]
 fn at_exit() {
-    if runtime_if_started().is_none() {
+    if !CREATED.load(Ordering::Relaxed) || runtime_if_started().is_none() {
         return;
     }
     let deadline = Instant::now() + EXIT_WAIT;
-    let drained = wait_pending(deadline);
-    let left: Vec<(String, Owned)> = match Lazy::get(&LIVE) {
-        Some(live) => lock(live).drain().collect(),
-        None => Vec::new(),
-    };
-    if left.is_empty() && drained {
-        return;
-    }
-    for (id, owned) in left {
-        remove_in_background(id, owned);
-    }
+    wait_pending(deadline);
+    queue(async {
+        if let Err(e) = finish_session(session_id()).await {
+            let _ = writeln!(std::io::stderr(), "testdock: cleanup at exit failed: {e}");
+        }
+    });
     if !wait_pending(deadline) {
         let _ = writeln!(
             std::io::stderr(),
-            "testdock: gave up waiting for container removal after {EXIT_WAIT:?}; \
-             list leftovers with `docker ps -a --filter label=testdock.managed`"
+            "testdock: gave up waiting for cleanup after {EXIT_WAIT:?}; the watchdog will finish it \
+             (see `docker ps -a --filter label=testdock.managed`)"
         );
+    }
+}
+
+/// A resource testdock created, as listed by the engine.
+#[derive(Debug)]
+pub(crate) struct Found {
+    pub(crate) kind: Kind,
+    /// Container or network id, volume name.
+    pub(crate) id: String,
+    /// Container name (without the leading `/`), else the id.
+    pub(crate) name: String,
+    pub(crate) labels: HashMap<String, String>,
+}
+
+/// The three kinds of resource, in the order they must be removed:
+/// containers hold networks and volumes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Kind {
+    Container,
+    Network,
+    Volume,
+}
+
+impl Found {
+    pub(crate) fn is_kept(&self) -> bool {
+        self.kind == Kind::Container && self.name.ends_with(KEPT_SUFFIX)
+    }
+}
+
+/// Everything carrying `label` (`key` or `key=value`), containers first.
+pub(crate) async fn list(docker: &bollard::Docker, label: &str) -> Result<Vec<Found>> {
+    let filters = HashMap::from([("label", vec![label.to_string()])]);
+    let op = |what: &str, e| Error::docker(format!("list {what} labelled {label}"), e);
+    let mut found = Vec::new();
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(|e| op("containers", e))?;
+    for c in containers {
+        let id = c.id.unwrap_or_default();
+        let name = c
+            .names
+            .and_then(|n| n.into_iter().next())
+            .map(|n| n.trim_start_matches('/').to_string())
+            .unwrap_or_else(|| id.clone());
+        found.push(Found {
+            kind: Kind::Container,
+            id,
+            name,
+            labels: c.labels.unwrap_or_default(),
+        });
+    }
+    let networks = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+        .map_err(|e| op("networks", e))?;
+    for n in networks {
+        let id = n.id.unwrap_or_default();
+        let name = n.name.unwrap_or_else(|| id.clone());
+        found.push(Found {
+            kind: Kind::Network,
+            id,
+            name,
+            labels: n.labels.unwrap_or_default(),
+        });
+    }
+    let volumes = docker
+        .list_volumes(Some(
+            ListVolumesOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+        .map_err(|e| op("volumes", e))?;
+    for v in volumes.volumes.unwrap_or_default() {
+        found.push(Found {
+            kind: Kind::Volume,
+            id: v.name.clone(),
+            name: v.name,
+            labels: v.labels,
+        });
+    }
+    Ok(found)
+}
+
+/// Removes one listed resource. Gone already, or still in use by a kept
+/// container (409 for volumes, 403/409 for networks), counts as not
+/// removed, without error.
+pub(crate) async fn remove_found(docker: &bollard::Docker, f: &Found) -> Result<bool> {
+    let result = match f.kind {
+        Kind::Container => {
+            let opts = RemoveContainerOptionsBuilder::new()
+                .force(true)
+                .v(true)
+                .build();
+            docker.remove_container(&f.id, Some(opts)).await
+        }
+        Kind::Network => docker.remove_network(&f.id).await,
+        Kind::Volume => {
+            docker
+                .remove_volume(&f.id, None::<RemoveVolumeOptions>)
+                .await
+        }
+    };
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) if matches!(status_of(&e), Some(403 | 404 | 409)) => Ok(false),
+        Err(e) => Err(Error::docker(
+            format!("remove {:?} {}", f.kind, f.name).to_lowercase(),
+            e,
+        )),
+    }
+}
+
+/// Removes the given resources, containers before what they use. Returns
+/// how many were removed; the first error is returned after trying all.
+pub(crate) async fn remove_all(docker: &bollard::Docker, mut found: Vec<Found>) -> Result<usize> {
+    found.sort_by_key(|f| f.kind);
+    let mut removed = 0;
+    let mut first_err = None;
+    for kind in [Kind::Container, Kind::Network, Kind::Volume] {
+        let batch = found.iter().filter(|f| f.kind == kind);
+        // Containers in parallel: each removal waits on its own process.
+        let results = futures_util::future::join_all(batch.map(|f| remove_found(docker, f))).await;
+        for r in results {
+            match r {
+                Ok(true) => removed += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(removed),
+    }
+}
+
+/// What the exit hook and the watchdog do when a session ends: remove
+/// everything labelled with `session` except kept containers — or, with
+/// `TESTDOCK_KEEP=always`, mark every container kept instead. Returns how
+/// many resources it removed or marked.
+pub(crate) async fn finish_session(session: &str) -> Result<usize> {
+    let docker = client().await?;
+    let found = list(docker, &format!("{LABEL_SESSION}={session}")).await?;
+    let found: Vec<Found> = found.into_iter().filter(|f| !f.is_kept()).collect();
+    if !keep(false) {
+        return remove_all(docker, found).await;
+    }
+    let mut marked = 0;
+    for f in found.iter().filter(|f| f.kind == Kind::Container) {
+        let opts = RenameContainerOptionsBuilder::new()
+            .name(&format!("{}{KEPT_SUFFIX}", f.name))
+            .build();
+        if docker.rename_container(&f.id, opts).await.is_ok() {
+            marked += 1;
+        }
+    }
+    Ok(marked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_follows_the_setting() {
+        assert!(!keep_policy(None, true));
+        assert!(!keep_policy(Some("never"), true));
+        assert!(keep_policy(Some("on-failure"), true));
+        assert!(!keep_policy(Some("on-failure"), false));
+        assert!(keep_policy(Some("always"), false));
+    }
+
+    #[test]
+    fn kept_means_a_container_with_the_mark() {
+        let f = |kind, name: &str| Found {
+            kind,
+            id: "x".into(),
+            name: name.into(),
+            labels: HashMap::new(),
+        };
+        assert!(f(Kind::Container, "testdock-abc.kept").is_kept());
+        assert!(!f(Kind::Container, "testdock-abc").is_kept());
+        assert!(!f(Kind::Volume, "v.kept").is_kept());
     }
 }

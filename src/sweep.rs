@@ -1,0 +1,180 @@
+//! The startup sweep: remove what dead owners left and what has expired —
+//! never a live owner's resources.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::engine::{client, on_engine};
+use crate::error::Result;
+use crate::reaper::{list, remove_all, Found};
+use crate::session::{
+    hostname, process_start_ticks, session_id, LABEL_EXPIRES, LABEL_HOST, LABEL_MANAGED, LABEL_PID,
+    LABEL_PID_START, LABEL_SESSION,
+};
+
+/// Removes testdock resources whose owner is dead — on this host, its pid is
+/// gone or now belongs to a process that started later — or whose
+/// `testdock.expires` has passed. Resources of a live owner are never
+/// touched, on this host or another; kept containers (`TESTDOCK_KEEP`)
+/// stay until they expire.
+///
+/// Runs by itself in the background when a process first connects; call it
+/// to clean up on demand. Returns how many resources were removed.
+///
+/// # Errors
+///
+/// [`Error::Docker`](crate::Error::Docker) if listing fails, or the first
+/// removal that failed for another reason than "gone" or "in use".
+pub async fn sweep() -> Result<usize> {
+    on_engine(sweep_on_engine()).await
+}
+
+pub(crate) async fn sweep_on_engine() -> Result<usize> {
+    let docker = client().await?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let found = list(docker, LABEL_MANAGED).await?;
+    let stale: Vec<Found> = found
+        .into_iter()
+        .filter(|f| {
+            is_stale(&f.labels, f.is_kept(), now, hostname(), &|pid| {
+                process_start_ticks(pid)
+            })
+        })
+        .collect();
+    remove_all(docker, stale).await
+}
+
+/// The sweep's verdict on one resource. `start_of(pid)` is the start time
+/// of a live process with that pid, `None` if there is none.
+fn is_stale(
+    labels: &HashMap<String, String>,
+    kept: bool,
+    now: u64,
+    this_host: &str,
+    start_of: &dyn Fn(u32) -> Option<u64>,
+) -> bool {
+    if labels.get(LABEL_SESSION).map(String::as_str) == Some(session_id()) {
+        return false;
+    }
+    let expired = labels
+        .get(LABEL_EXPIRES)
+        .and_then(|e| e.parse::<u64>().ok())
+        .is_some_and(|e| e <= now);
+    if expired {
+        return true;
+    }
+    if kept || labels.get(LABEL_HOST).map(String::as_str) != Some(this_host) {
+        return false;
+    }
+    let Some(pid) = labels.get(LABEL_PID).and_then(|p| p.parse().ok()) else {
+        return false;
+    };
+    match (
+        start_of(pid),
+        labels
+            .get(LABEL_PID_START)
+            .and_then(|s| s.parse::<u64>().ok()),
+    ) {
+        (None, _) => true,
+        // The pid was reused by a later process: the owner is gone.
+        (Some(now_start), Some(owner_start)) => now_start != owner_start,
+        (Some(_), None) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const NOW: u64 = 1_000_000;
+
+    fn owner(pid: &str, start: &str, expires: &str) -> HashMap<String, String> {
+        labels(&[
+            (LABEL_SESSION, "other-session"),
+            (LABEL_HOST, "here"),
+            (LABEL_PID, pid),
+            (LABEL_PID_START, start),
+            (LABEL_EXPIRES, expires),
+        ])
+    }
+
+    #[test]
+    fn dead_owner_on_this_host_is_stale() {
+        let none = |_| None;
+        assert!(is_stale(
+            &owner("42", "7", "2000000"),
+            false,
+            NOW,
+            "here",
+            &none
+        ));
+    }
+
+    #[test]
+    fn live_owner_is_never_stale_until_expiry() {
+        let alive = |_| Some(7);
+        assert!(!is_stale(
+            &owner("42", "7", "2000000"),
+            false,
+            NOW,
+            "here",
+            &alive
+        ));
+        assert!(is_stale(
+            &owner("42", "7", "999999"),
+            false,
+            NOW,
+            "here",
+            &alive
+        ));
+    }
+
+    #[test]
+    fn reused_pid_means_the_owner_is_gone() {
+        let reused = |_| Some(8);
+        assert!(is_stale(
+            &owner("42", "7", "2000000"),
+            false,
+            NOW,
+            "here",
+            &reused
+        ));
+    }
+
+    #[test]
+    fn other_hosts_and_kept_containers_wait_for_expiry() {
+        let none = |_| None;
+        assert!(!is_stale(
+            &owner("42", "7", "2000000"),
+            false,
+            NOW,
+            "elsewhere",
+            &none
+        ));
+        assert!(!is_stale(
+            &owner("42", "7", "2000000"),
+            true,
+            NOW,
+            "here",
+            &none
+        ));
+        assert!(is_stale(&owner("42", "7", "1"), true, NOW, "here", &none));
+    }
+
+    #[test]
+    fn own_session_is_never_swept() {
+        let mut l = owner("42", "7", "1");
+        l.insert(LABEL_SESSION.into(), session_id().into());
+        assert!(!is_stale(&l, false, NOW, "here", &|_| None));
+    }
+}

@@ -1,0 +1,118 @@
+//! The watchdog: a second process that cleans up after this one, however
+//! this one ends — SIGKILL, SIGTERM, a nextest timeout, Ctrl-C.
+//!
+//! On first connect the process re-executes its own binary with
+//! [`MARKER`] set; the constructor below sees it before `main` and runs the
+//! watchdog instead of the program. The watchdog holds the read end of a
+//! pipe whose write end lives in a static of this process that is never
+//! dropped, so the pipe closes exactly when this process is gone. Then the
+//! watchdog removes everything labelled with this session (kept containers
+//! aside) and exits. No image, no privileged sidecar, works offline and on
+//! any engine.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use once_cell::sync::OnceCell;
+
+use crate::reaper::finish_session;
+use crate::session::session_id;
+
+/// Set in the watchdog's environment to the session it guards.
+const MARKER: &str = "TESTDOCK_WATCHDOG_SESSION";
+
+/// The pipe's write end: held, never written, never dropped.
+static PIPE: OnceCell<std::io::PipeWriter> = OnceCell::new();
+static PID: OnceCell<u32> = OnceCell::new();
+
+/// Whether this process is a watchdog (then it must start nothing).
+pub(crate) fn is_watchdog() -> bool {
+    std::env::var_os(MARKER).is_some()
+}
+
+/// The watchdog's pid, once started. For tests that wait for it to finish.
+#[doc(hidden)]
+pub fn watchdog_pid() -> Option<u32> {
+    PID.get().copied()
+}
+
+/// Starts the watchdog for this session, talking to `endpoint`. Once per
+/// process; blocking (fork and exec, ~10 ms), so call it off the caller's
+/// path.
+pub(crate) fn start(endpoint: &str) {
+    if is_watchdog() || PIPE.get().is_some() {
+        return;
+    }
+    if let Err(e) = spawn(endpoint) {
+        eprintln!(
+            "testdock: could not start the watchdog ({e}); containers of this process are still \
+             removed on a normal exit, but not if it is killed"
+        );
+    }
+}
+
+fn spawn(endpoint: &str) -> std::io::Result<()> {
+    let exe = std::env::current_exe()?;
+    // Both ends are close-on-exec: no other child of ours holds the write
+    // end open after we die.
+    let (reader, writer) = std::io::pipe()?;
+    let child = Command::new(exe)
+        // Should the constructor not run, a test harness runs no test.
+        .args(["--exact", "__testdock_watchdog__"])
+        .env(MARKER, session_id())
+        .env("DOCKER_HOST", endpoint)
+        .stdin(reader)
+        // Inherited outputs would keep `cargo test | tee` waiting and make
+        // nextest call the test leaky.
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // Its own process group: a terminal's Ctrl-C (and nextest's signal
+        // to the test's group) must not kill it with us.
+        .process_group(0)
+        .spawn()?;
+    let _ = PID.set(child.id());
+    let _ = PIPE.set(writer);
+    Ok(())
+}
+
+/// Runs before `main` in every binary linking testdock; returns at once
+/// unless this process is a watchdog.
+#[ctor::ctor(unsafe)]
+fn intercept() {
+    if let Ok(session) = std::env::var(MARKER) {
+        run(&session);
+        std::process::exit(0);
+    }
+}
+
+fn run(session: &str) {
+    let mut buf = [0u8; 64];
+    let mut stdin = std::io::stdin();
+    loop {
+        match stdin.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    rt.block_on(async {
+        // A create sent just before the owner died can land after the first
+        // look: look again after a pause, until a later look finds nothing.
+        for pass in 0..5 {
+            let removed = finish_session(session).await.unwrap_or(1);
+            if pass > 0 && removed == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+}

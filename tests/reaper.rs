@@ -1,0 +1,535 @@
+//! Nothing leaks, however the process ends. Each scenario runs this test
+//! binary again as a child (the `probe` test, with `TESTDOCK_PROBE` set),
+//! lets it start containers, ends it one way or another, and waits for its
+//! session's resources to disappear.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{eventually, shell, sleeper, unique};
+use testdock::bollard::models::ContainerCreateBody;
+use testdock::bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveContainerOptionsBuilder,
+};
+use testdock::{ContainerSpec, SharedContainer};
+
+const PROBE: &str = "TESTDOCK_PROBE";
+
+/// Removed only by the exit hook or the watchdog: statics never drop.
+static SHARED: SharedContainer =
+    SharedContainer::new(|| ContainerSpec::new(shell()).cmd(["sleep", "infinity"]));
+
+/// The child's side. Run alone (no `TESTDOCK_PROBE`), a plain test of a
+/// shared container next to a guard. In a child it starts the same, prints
+/// `READY <session> <watchdog pid> <container id>`, and ends as told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "requires Docker"]
+async fn probe() {
+    let mode = std::env::var(PROBE).unwrap_or_default();
+    // A non-interactive parent may have left SIGINT ignored; Ctrl-C must
+    // act on the probe as on any test.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
+    if mode == "midstart" {
+        testdock::docker().await.unwrap();
+        let watchdog = wait_for_watchdog().await;
+        println!("READY {} {watchdog} -", testdock::session_id());
+        let starts = (0..4).map(|_| sleeper().start());
+        let _all = futures_util::future::join_all(starts).await;
+        std::future::pending::<()>().await;
+    }
+    let shared = SHARED.get().await.unwrap();
+    let c = ContainerSpec::new(shell())
+        .cmd(["sh", "-c", "echo probe-log-line; exec sleep infinity"])
+        .volume(unique("probevol"), "/v")
+        .start()
+        .await
+        .unwrap();
+    c.exec_ok(["true"]).await.unwrap();
+    shared.exec_ok(["true"]).await.unwrap();
+    let watchdog = wait_for_watchdog().await;
+    println!("READY {} {watchdog} {}", testdock::session_id(), c.id());
+    match mode.as_str() {
+        "" => {
+            assert!(
+                std::ptr::eq(shared, SHARED.get().await.unwrap()),
+                "one shared container per process"
+            );
+            c.teardown().await.unwrap();
+        }
+        "return" => {}
+        "panic" => panic!("the probe fails while holding containers"),
+        "exit" => std::process::exit(1),
+        "wait" => std::future::pending::<()>().await,
+        other => panic!("unknown probe mode {other}"),
+    }
+}
+
+async fn wait_for_watchdog() -> u32 {
+    let mut pid = None;
+    eventually(Duration::from_secs(10), "watchdog started", || {
+        pid = testdock::watchdog_pid();
+        std::future::ready(pid.is_some())
+    })
+    .await;
+    pid.unwrap()
+}
+
+struct Probe {
+    child: Child,
+    session: String,
+    watchdog: u32,
+    container: String,
+    stderr: mpsc::Receiver<String>,
+}
+
+/// Starts the probe in `mode`, in its own process group, and waits for it
+/// to report ready.
+fn spawn_probe(mode: &str, env: &[(&str, &str)]) -> Probe {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "probe",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(PROBE, mode)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            // libtest may have printed "test probe ... " on the same line.
+            if let Some((_, rest)) = line.split_once("READY ") {
+                let _ = tx.send(rest.to_string());
+            }
+        }
+    });
+    let (etx, erx) = mpsc::channel();
+    let err = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in err.lines().map_while(Result::ok) {
+            let _ = etx.send(line);
+        }
+    });
+    let ready = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| {
+            panic!(
+                "probe {mode} never got ready; stderr: {:?}",
+                erx.try_iter().collect::<Vec<_>>()
+            )
+        });
+    let parts: Vec<&str> = ready.split(' ').collect();
+    Probe {
+        child,
+        session: parts[0].to_string(),
+        watchdog: parts[1].parse().unwrap(),
+        container: parts[2].to_string(),
+        stderr: erx,
+    }
+}
+
+impl Drop for Probe {
+    /// A failed assertion must not leave a probe running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(pid: i32, sig: i32) {
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+}
+
+/// Containers, networks and volumes of `session`.
+async fn owned_by(session: &str) -> usize {
+    let d = testdock::docker().await.unwrap();
+    let d = d.bollard();
+    let filters = HashMap::from([("label", vec![format!("testdock.session={session}")])]);
+    let c = d
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .unwrap()
+        .len();
+    let n = d
+        .list_networks(Some(
+            testdock::bollard::query_parameters::ListNetworksOptionsBuilder::new()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .unwrap()
+        .len();
+    let v = d
+        .list_volumes(Some(
+            ListVolumesOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+        .unwrap()
+        .volumes
+        .unwrap_or_default()
+        .len();
+    c + n + v
+}
+
+/// Waits (10 s at most) until nothing of `session` is left; returns how long
+/// that took from `since`.
+async fn gone_within_10s(session: &str, since: Instant, how: &str) -> Duration {
+    let s = session.to_string();
+    eventually(
+        Duration::from_secs(10),
+        &format!("{how}: session {session} cleaned up"),
+        || {
+            let s = s.clone();
+            async move { owned_by(&s).await == 0 }
+        },
+    )
+    .await;
+    let took = since.elapsed();
+    eprintln!("reaper: {how}: everything gone {took:?} after the end");
+    took
+}
+
+fn process_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
+
+async fn end_and_check(mode: &str, how: &str, end: impl FnOnce(&Probe)) {
+    let mut p = spawn_probe(mode, &[]);
+    assert!(
+        owned_by(&p.session).await >= 3,
+        "probe owns two containers and a volume"
+    );
+    let since = Instant::now();
+    end(&p);
+    let status = tokio::task::spawn_blocking(move || {
+        let s = p.child.wait().unwrap();
+        (s, p)
+    })
+    .await
+    .unwrap();
+    let (_status, p) = status;
+    gone_within_10s(&p.session, since, how).await;
+    eventually(Duration::from_secs(10), "watchdog exited", || {
+        std::future::ready(!process_alive(p.watchdog))
+    })
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn normal_return_leaves_nothing() {
+    end_and_check("return", "return", |_| {}).await;
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn panic_leaves_nothing() {
+    end_and_check("panic", "panic", |_| {}).await;
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn process_exit_leaves_nothing() {
+    end_and_check("exit", "process::exit(1)", |_| {}).await;
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn sigterm_leaves_nothing() {
+    end_and_check("wait", "SIGTERM", |p| {
+        signal(p.child.id() as i32, libc::SIGTERM)
+    })
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn ctrl_c_to_the_process_group_leaves_nothing() {
+    // As a terminal does: SIGINT to the whole foreground group. The
+    // watchdog has its own group and survives to clean up.
+    end_and_check("wait", "SIGINT to the group", |p| {
+        signal(-(p.child.id() as i32), libc::SIGINT)
+    })
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn sigkill_leaves_nothing() {
+    end_and_check("wait", "SIGKILL", |p| {
+        signal(p.child.id() as i32, libc::SIGKILL)
+    })
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn sigkill_mid_start_leaves_nothing() {
+    let mut p = spawn_probe("midstart", &[]);
+    // Kill as soon as the first of its four containers exists: the others
+    // are then somewhere between create and start.
+    let s = p.session.clone();
+    eventually(Duration::from_secs(20), "a first container created", || {
+        let s = s.clone();
+        async move { owned_by(&s).await > 0 }
+    })
+    .await;
+    let since = Instant::now();
+    signal(p.child.id() as i32, libc::SIGKILL);
+    p.child.wait().unwrap();
+    gone_within_10s(&p.session, since, "SIGKILL mid-start").await;
+    // Creates in flight when the owner died land late; the watchdog looks
+    // again before it exits.
+    eventually(Duration::from_secs(10), "watchdog exited", || {
+        std::future::ready(!process_alive(p.watchdog))
+    })
+    .await;
+    assert_eq!(owned_by(&p.session).await, 0);
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn killing_one_session_leaves_the_others_alone() {
+    let mine = sleeper().start().await.unwrap();
+    let mut a = spawn_probe("wait", &[]);
+    let mut b = spawn_probe("wait", &[]);
+    let b_before = owned_by(&b.session).await;
+    let since = Instant::now();
+    signal(a.child.id() as i32, libc::SIGKILL);
+    a.child.wait().unwrap();
+    gone_within_10s(&a.session, since, "SIGKILL of one of two").await;
+    eventually(Duration::from_secs(10), "watchdog exited", || {
+        std::future::ready(!process_alive(a.watchdog))
+    })
+    .await;
+
+    assert_eq!(
+        owned_by(&b.session).await,
+        b_before,
+        "the other session lost resources"
+    );
+    let d = testdock::docker().await.unwrap();
+    let state = d
+        .bollard()
+        .inspect_container(&b.container, None)
+        .await
+        .unwrap()
+        .state
+        .unwrap();
+    assert_eq!(state.running, Some(true));
+    assert_eq!(
+        mine.exec(["echo", "still here"])
+            .await
+            .unwrap()
+            .stdout_text(),
+        "still here\n"
+    );
+
+    signal(b.child.id() as i32, libc::SIGKILL);
+    b.child.wait().unwrap();
+    gone_within_10s(&b.session, Instant::now(), "SIGKILL of the other").await;
+    mine.teardown().await.unwrap();
+}
+
+async fn kept_containers(session: &str) -> Vec<(String, String)> {
+    let d = testdock::docker().await.unwrap();
+    let filters = HashMap::from([("label", vec![format!("testdock.session={session}")])]);
+    d.bollard()
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| {
+            (
+                c.id.unwrap(),
+                c.names.unwrap()[0].trim_start_matches('/').to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn remove(id: &str) {
+    let d = testdock::docker().await.unwrap();
+    let opts = RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .v(true)
+        .build();
+    d.bollard().remove_container(id, Some(opts)).await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn keep_on_failure_keeps_the_failed_tests_container_and_says_how_to_get_in() {
+    let mut p = spawn_probe("panic", &[("TESTDOCK_KEEP", "on-failure")]);
+    p.child.wait().unwrap();
+    eventually(Duration::from_secs(10), "watchdog exited", || {
+        std::future::ready(!process_alive(p.watchdog))
+    })
+    .await;
+    let stderr: Vec<String> = p.stderr.try_iter().collect();
+    let left = kept_containers(&p.session).await;
+    // The guard dropped by the panic is kept; the shared one is not.
+    assert_eq!(left.len(), 1, "{left:?}");
+    let (id, name) = &left[0];
+    assert_eq!(id, &p.container);
+    assert!(name.ends_with(".kept"), "{name}");
+    let short = &id[..12];
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains(&format!("docker exec -it {short} sh"))),
+        "no hint in {stderr:?}"
+    );
+    // The container's last log lines were shown beside the failure.
+    assert!(stderr.iter().any(|l| l == "probe-log-line"), "{stderr:?}");
+    // A sweep leaves it alone: its owner is dead, but it is kept.
+    testdock::sweep().await.unwrap();
+    assert!(common::exists(id).await);
+    remove(id).await;
+    gone_within_10s(&p.session, Instant::now(), "kept container removed by hand").await;
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn keep_always_keeps_everything() {
+    let mut p = spawn_probe("return", &[("TESTDOCK_KEEP", "always")]);
+    p.child.wait().unwrap();
+    eventually(Duration::from_secs(10), "watchdog exited", || {
+        std::future::ready(!process_alive(p.watchdog))
+    })
+    .await;
+    let left = kept_containers(&p.session).await;
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.iter().all(|(_, n)| n.ends_with(".kept")), "{left:?}");
+    for (id, _) in &left {
+        remove(id).await;
+    }
+    // The volume was in use by a kept container; remove what is left.
+    let d = testdock::docker().await.unwrap();
+    let filters = HashMap::from([("label", vec![format!("testdock.session={}", p.session)])]);
+    let vols = d
+        .bollard()
+        .list_volumes(Some(
+            ListVolumesOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+        .unwrap();
+    for v in vols.volumes.unwrap_or_default() {
+        d.bollard()
+            .remove_volume(
+                &v.name,
+                None::<testdock::bollard::query_parameters::RemoveVolumeOptions>,
+            )
+            .await
+            .unwrap();
+    }
+    gone_within_10s(
+        &p.session,
+        Instant::now(),
+        "kept containers removed by hand",
+    )
+    .await;
+}
+
+/// A container labelled as if another session made it.
+async fn foreign(session: &str, pid: u32, pidstart: Option<u64>, expires: u64) -> String {
+    let image = testdock::HostImage::shell().build().await.unwrap();
+    let mut labels = HashMap::from([
+        ("testdock.managed".to_string(), "true".to_string()),
+        ("testdock.session".to_string(), session.to_string()),
+        ("testdock.pid".to_string(), pid.to_string()),
+        (
+            "testdock.host".to_string(),
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap()
+                .trim()
+                .to_string(),
+        ),
+        ("testdock.expires".to_string(), expires.to_string()),
+    ]);
+    if let Some(s) = pidstart {
+        labels.insert("testdock.pidstart".into(), s.to_string());
+    }
+    let body = ContainerCreateBody {
+        image: Some(image),
+        cmd: Some(vec!["sleep".into(), "infinity".into()]),
+        labels: Some(labels),
+        ..Default::default()
+    };
+    let d = testdock::docker().await.unwrap();
+    let opts = CreateContainerOptionsBuilder::new()
+        .name(&unique("foreign"))
+        .build();
+    d.bollard()
+        .create_container(Some(opts), body)
+        .await
+        .unwrap()
+        .id
+}
+
+fn start_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    rest.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn the_next_session_sweeps_dead_and_expired_owners_but_never_a_live_one() {
+    let far = 4_000_000_000;
+    let dead_pid = {
+        let mut c = Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    };
+    let me = std::process::id();
+    let dead = foreign(&unique("dead"), dead_pid, Some(1), far).await;
+    let reused = foreign(&unique("reused"), me, Some(start_ticks(me) + 1), far).await;
+    let expired = foreign(&unique("expired"), me, Some(start_ticks(me)), 1).await;
+    let live = foreign(&unique("live"), me, Some(start_ticks(me)), far).await;
+
+    // A new session sweeps by itself when it starts.
+    let mut p = spawn_probe("", &[]);
+    for id in [&dead, &reused, &expired] {
+        common::assert_gone(id).await;
+    }
+    assert!(
+        common::exists(&live).await,
+        "a live owner's container was swept"
+    );
+    p.child.wait().unwrap();
+
+    // And on demand.
+    let dead2 = foreign(&unique("dead"), dead_pid, None, far).await;
+    assert!(testdock::sweep().await.unwrap() >= 1);
+    assert!(!common::exists(&dead2).await);
+    assert!(common::exists(&live).await);
+    remove(&live).await;
+}
