@@ -26,7 +26,10 @@
 //!   missing, images packed from this machine's binaries, fallback chains.
 //! - `engine.rs`: the crate's own runtime and Docker connection ([`docker`]).
 //! - `session.rs`: the session id and labels every resource carries.
-//! - `reaper.rs`: queued removals and the exit hook.
+//! - `reaper.rs`: queued removals, the exit hook, keep-on-failure.
+//! - `watchdog.rs`: the process that cleans up after a killed one.
+//! - [`sweep`] (`sweep.rs`): removes what dead sessions left.
+//! - [`SharedContainer`] (`shared.rs`): one container per process.
 //!
 //! All Docker traffic runs on one small runtime owned by testdock, so every
 //! async method works from `#[tokio::test]` (either flavour), from a plain
