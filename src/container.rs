@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bollard::models::{
-    ContainerCreateBody, HostConfig, Mount, MountType, PortBinding, VolumeCreateRequest,
+    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, Mount, MountType,
+    NetworkingConfig, PortBinding, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, LogsOptionsBuilder,
@@ -23,6 +24,7 @@ use crate::reaper::{self, Owned};
 use crate::session::{labels, session_id, LABEL_SESSION};
 use crate::spec::ContainerSpec;
 use crate::util::shell_join;
+use crate::wait::{wait_ready, Target, WaitFor};
 
 /// A running container, removed when the guard goes away.
 ///
@@ -83,8 +85,14 @@ impl ContainerSpec {
         on_engine(async move {
             let c = create(&self, false).await?;
             let docker = client().await?;
-            if let Err(e) = docker.start_container(&c.id, None).await {
-                let err = Error::docker(format!("start container {} ({})", c.name, c.image), e);
+            let mut started = docker
+                .start_container(&c.id, None)
+                .await
+                .map_err(|e| Error::docker(format!("start container {} ({})", c.name, c.image), e));
+            if started.is_ok() && !self.waits.is_empty() {
+                started = wait_ready(&c.target(), &self.waits, self.startup_timeout).await;
+            }
+            if let Err(err) = started {
                 // Awaited, not left to Drop: the caller sees the error only
                 // once nothing is left.
                 let _ = c.teardown_on_engine().await;
@@ -191,7 +199,7 @@ async fn run_attached(c: &TestContainer, spec: &ContainerSpec) -> Result<ExecOut
 
 /// Waits for the container to exit and returns its code. bollard reports a
 /// non-zero exit as an error; here it is just the answer.
-async fn wait_exit(
+pub(crate) async fn wait_exit(
     docker: &bollard::Docker,
     id: &str,
 ) -> std::result::Result<i64, bollard::errors::Error> {
@@ -373,6 +381,27 @@ fn body(
         exposed_ports: (!spec.ports.is_empty())
             .then(|| spec.ports.iter().map(|p| format!("{p}/tcp")).collect()),
         stop_signal: spec.stop_signal.clone(),
+        healthcheck: spec.healthcheck.as_ref().map(|(cmd, every)| HealthConfig {
+            test: Some(
+                std::iter::once("CMD".to_string())
+                    .chain(cmd.iter().cloned())
+                    .collect(),
+            ),
+            interval: Some(every.as_nanos() as i64),
+            timeout: Some((every.as_nanos() as i64).max(1_000_000_000)),
+            start_interval: None,
+            retries: Some(3),
+            start_period: None,
+        }),
+        networking_config: (!spec.aliases.is_empty()).then(|| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                spec.network.clone().unwrap_or_else(|| "bridge".into()),
+                EndpointSettings {
+                    aliases: Some(spec.aliases.clone()),
+                    ..Default::default()
+                },
+            )])),
+        }),
         attach_stdout: Some(attach),
         attach_stderr: Some(attach),
         attach_stdin: Some(stdin),
@@ -560,6 +589,34 @@ impl TestContainer {
         .await
     }
 
+    /// Waits until `wait` holds, e.g. after a restart; fails at once if
+    /// the container exits meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotReady`] naming the strategy, the time waited and the
+    /// container's last log lines. The container is left as it is.
+    pub async fn wait_for(&self, wait: WaitFor, timeout: Duration) -> Result<()> {
+        let (id, name, host) = (self.id.clone(), self.name.clone(), self.host.clone());
+        on_engine(async move {
+            let t = Target {
+                id: &id,
+                name: &name,
+                host: &host,
+            };
+            wait_ready(&t, &[wait], timeout).await
+        })
+        .await
+    }
+
+    fn target(&self) -> Target<'_> {
+        Target {
+            id: &self.id,
+            name: &self.name,
+            host: &self.host,
+        }
+    }
+
     fn forget_ports(&self) {
         *self.ports.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
@@ -640,7 +697,7 @@ fn print_logs_tail(id: &str, name: &str) {
     }
 }
 
-async fn read_logs(id: String) -> Result<Logs> {
+pub(crate) async fn read_logs(id: String) -> Result<Logs> {
     let docker = client().await?;
     let opts = LogsOptionsBuilder::new().stdout(true).stderr(true).build();
     let mut stream = docker.logs(&id, Some(opts));
@@ -656,7 +713,9 @@ async fn read_logs(id: String) -> Result<Logs> {
     Ok(logs)
 }
 
-fn published_ports(info: bollard::models::ContainerInspectResponse) -> HashMap<u16, u16> {
+pub(crate) fn published_ports(
+    info: bollard::models::ContainerInspectResponse,
+) -> HashMap<u16, u16> {
     let mut map = HashMap::new();
     let ports = info
         .network_settings

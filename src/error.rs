@@ -86,16 +86,20 @@ pub enum Error {
         output: Box<ExecOutput>,
     },
 
-    /// A container did not become ready in time (or exited while waited on).
-    #[error("container {container} was not ready: {strategy} after {waited:?}; last log lines:\n{logs_tail}")]
-    WaitTimeout {
+    /// A container did not become ready: the wait timed out, or the
+    /// container exited or turned unhealthy while waited on. It has been
+    /// removed.
+    #[error("container {container} was not ready after {waited:?}: waited for {strategy}, but {outcome}; last log lines:\n{logs_tail}")]
+    NotReady {
         /// Container name.
         container: String,
         /// What was waited for.
         strategy: String,
+        /// What happened instead: "timed out", "it exited with code 1", ….
+        outcome: String,
         /// How long it was waited for.
         waited: Duration,
-        /// The tail of the container's output.
+        /// The tail of the container's stdout and stderr.
         logs_tail: String,
     },
 

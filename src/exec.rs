@@ -131,12 +131,18 @@ impl ExecOutput {
 pub struct Exec<'a> {
     container: &'a TestContainer,
     cmd: Vec<String>,
-    stdin: Option<Vec<u8>>,
-    env: Vec<String>,
-    workdir: Option<String>,
-    user: Option<String>,
-    timeout: Option<Duration>,
+    opts: ExecOpts,
     check: bool,
+}
+
+/// Options of one exec, apart from the command.
+#[derive(Debug, Default)]
+pub(crate) struct ExecOpts {
+    pub(crate) stdin: Option<Vec<u8>>,
+    pub(crate) env: Vec<String>,
+    pub(crate) workdir: Option<String>,
+    pub(crate) user: Option<String>,
+    pub(crate) timeout: Option<Duration>,
 }
 
 impl<'a> Exec<'a> {
@@ -144,36 +150,34 @@ impl<'a> Exec<'a> {
         Exec {
             container,
             cmd,
-            stdin: None,
-            env: Vec::new(),
-            workdir: None,
-            user: None,
-            timeout: None,
+            opts: ExecOpts::default(),
             check,
         }
     }
 
     /// Feeds these bytes to the command's stdin, then closes it.
     pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
-        self.stdin = Some(bytes.into());
+        self.opts.stdin = Some(bytes.into());
         self
     }
 
     /// Sets an environment variable for this command.
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.env.push(format!("{}={}", key.into(), value.into()));
+        self.opts
+            .env
+            .push(format!("{}={}", key.into(), value.into()));
         self
     }
 
     /// The working directory for this command.
     pub fn workdir(mut self, dir: impl Into<String>) -> Self {
-        self.workdir = Some(dir.into());
+        self.opts.workdir = Some(dir.into());
         self
     }
 
     /// The user (`name`, `uid` or `uid:gid`) for this command.
     pub fn user(mut self, user: impl Into<String>) -> Self {
-        self.user = Some(user.into());
+        self.opts.user = Some(user.into());
         self
     }
 
@@ -181,7 +185,7 @@ impl<'a> Exec<'a> {
     /// was printed so far. The process itself runs on until it ends or the
     /// container is removed: Docker cannot kill an exec.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+        self.opts.timeout = Some(timeout);
         self
     }
 }
@@ -192,72 +196,16 @@ impl<'a> IntoFuture for Exec<'a> {
 
     fn into_future(self) -> Self::IntoFuture {
         let id = self.container.id().to_string();
-        let name = self.container.name().to_string();
-        let image = self.container.image().to_string();
-        let check = self.check;
-        let cmd = self.cmd.clone();
-        let config = ExecConfig {
-            attach_stdin: Some(self.stdin.is_some()),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            tty: Some(false),
-            env: (!self.env.is_empty()).then_some(self.env),
-            cmd: Some(self.cmd),
-            user: self.user,
-            working_dir: self.workdir,
-            ..Default::default()
-        };
-        let (stdin, timeout) = (self.stdin, self.timeout);
+        let (container, cmd, opts, check) = (self.container, self.cmd, self.opts, self.check);
         Box::pin(async move {
             if cmd.is_empty() {
                 return Err(Error::InvalidSpec("exec needs a command".into()));
             }
-            let command = shell_join(&cmd);
-            let result = on_engine(async move {
-                let docker = client().await?;
-                let op = || format!("exec `{command}` in {name}");
-                let exec_id = docker
-                    .create_exec(&id, config)
-                    .await
-                    .map_err(|e| Error::docker(op(), e))?
-                    .id;
-                let started = docker
-                    .start_exec(
-                        &exec_id,
-                        Some(StartExecOptions {
-                            output_capacity: Some(64 * 1024),
-                            ..Default::default()
-                        }),
-                    )
-                    .await
-                    .map_err(|e| Error::docker(op(), e))?;
-                let StartExecResults::Attached { output, input } = started else {
-                    unreachable!("exec started detached although detach was false")
-                };
-                let mut out = Streams::default();
-                let io = drive(output, input, stdin, &mut out);
-                let finished = match timeout {
-                    Some(t) => tokio::time::timeout(t, io).await.ok(),
-                    None => Some(io.await),
-                };
-                match finished {
-                    Some(r) => r.map_err(|e| Error::docker(op(), e))?,
-                    None => {
-                        return Err(Error::Timeout {
-                            container: name,
-                            command,
-                            timeout: timeout.unwrap_or_default(),
-                            output: Box::new(ExecOutput::new(out.stdout, out.stderr, -1)),
-                        })
-                    }
-                }
-                let exit_code = exit_code(docker, &exec_id)
-                    .await
-                    .map_err(|e| Error::docker(op(), e))?;
-                Ok(ExecOutput::new(out.stdout, out.stderr, exit_code))
-            })
-            .await?
-            .with_context(self.container.name(), &image, &cmd);
+            let name = container.name().to_string();
+            let c = cmd.clone();
+            let result = on_engine(async move { run_exec(&id, &name, c, opts).await })
+                .await?
+                .with_context(container.name(), container.image(), &cmd);
             if check {
                 result.success()
             } else {
@@ -265,6 +213,70 @@ impl<'a> IntoFuture for Exec<'a> {
             }
         })
     }
+}
+
+/// Runs `cmd` in container `id` (called `name` in messages): create the
+/// exec, attach, feed stdin, drain both streams to the end, then read the
+/// exit code. Call on the engine runtime.
+pub(crate) async fn run_exec(
+    id: &str,
+    name: &str,
+    cmd: Vec<String>,
+    opts: ExecOpts,
+) -> Result<ExecOutput> {
+    let docker = client().await?;
+    let command = shell_join(&cmd);
+    let op = || format!("exec `{command}` in {name}");
+    let config = ExecConfig {
+        attach_stdin: Some(opts.stdin.is_some()),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        tty: Some(false),
+        env: (!opts.env.is_empty()).then_some(opts.env),
+        cmd: Some(cmd),
+        user: opts.user,
+        working_dir: opts.workdir,
+        ..Default::default()
+    };
+    let exec_id = docker
+        .create_exec(id, config)
+        .await
+        .map_err(|e| Error::docker(op(), e))?
+        .id;
+    let started = docker
+        .start_exec(
+            &exec_id,
+            Some(StartExecOptions {
+                output_capacity: Some(64 * 1024),
+                ..Default::default()
+            }),
+        )
+        .await
+        .map_err(|e| Error::docker(op(), e))?;
+    let StartExecResults::Attached { output, input } = started else {
+        unreachable!("exec started detached although detach was false")
+    };
+    let mut out = Streams::default();
+    let io = drive(output, input, opts.stdin, &mut out);
+    let finished = match opts.timeout {
+        Some(t) => tokio::time::timeout(t, io).await.ok(),
+        None => Some(io.await),
+    };
+    match finished {
+        Some(r) => r.map_err(|e| Error::docker(op(), e))?,
+        None => {
+            return Err(Error::Timeout {
+                container: name.to_string(),
+                command,
+                timeout: opts.timeout.unwrap_or_default(),
+                output: Box::new(ExecOutput::new(out.stdout, out.stderr, -1)),
+            })
+        }
+    }
+    let exit_code = exit_code(docker, &exec_id)
+        .await
+        .map_err(|e| Error::docker(op(), e))?;
+    Ok(ExecOutput::new(out.stdout, out.stderr, exit_code))
 }
 
 /// The two output streams, appended to as frames arrive.

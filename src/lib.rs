@@ -47,6 +47,7 @@ mod shared;
 mod spec;
 mod sweep;
 mod util;
+mod wait;
 mod watchdog;
 
 pub use bollard;
@@ -61,6 +62,7 @@ pub use session::{
 pub use shared::SharedContainer;
 pub use spec::ContainerSpec;
 pub use sweep::sweep;
+pub use wait::WaitFor;
 pub use watchdog::watchdog_pid;
 
 #[cfg(doctest)]

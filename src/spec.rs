@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::image::Image;
+use crate::wait::{WaitFor, DEFAULT_STARTUP_TIMEOUT};
 
 /// Everything needed to start a container; inert until [`start`] or [`run`].
 ///
@@ -67,6 +68,10 @@ pub struct ContainerSpec {
     pub(crate) read_only_rootfs: bool,
     pub(crate) stdin: Option<Vec<u8>>,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) waits: Vec<WaitFor>,
+    pub(crate) startup_timeout: Duration,
+    pub(crate) healthcheck: Option<(Vec<String>, Duration)>,
+    pub(crate) aliases: Vec<String>,
     pub(crate) error: Option<String>,
 }
 
@@ -110,6 +115,10 @@ impl ContainerSpec {
             read_only_rootfs: false,
             stdin: None,
             timeout: None,
+            waits: Vec::new(),
+            startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+            healthcheck: None,
+            aliases: Vec::new(),
             error: None,
         }
     }
@@ -325,6 +334,40 @@ impl ContainerSpec {
     /// removes the container and returns [`Error::Timeout`](crate::Error::Timeout).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Waits for this before `start()` returns; several `wait_for`s must
+    /// all hold, in order. See [`WaitFor`].
+    pub fn wait_for(mut self, wait: WaitFor) -> Self {
+        self.waits.push(wait);
+        self
+    }
+
+    /// How long `start()` waits for readiness, all strategies together
+    /// (default 60 s).
+    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
+        self.startup_timeout = timeout;
+        self
+    }
+
+    /// Sets Docker's healthcheck: `cmd` run in the container every
+    /// `interval` (exit 0 = healthy). Wait for it with
+    /// [`WaitFor::healthy`].
+    pub fn healthcheck(
+        mut self,
+        cmd: impl IntoIterator<Item = impl Into<String>>,
+        interval: Duration,
+    ) -> Self {
+        self.healthcheck = Some((cmd.into_iter().map(Into::into).collect(), interval));
+        self
+    }
+
+    /// A name other containers on the same network reach this one by
+    /// (with [`network`](ContainerSpec::network) set to a user-defined
+    /// network, e.g. a [`TestNetwork`](crate::TestNetwork)'s).
+    pub fn network_alias(mut self, alias: impl Into<String>) -> Self {
+        self.aliases.push(alias.into());
         self
     }
 

@@ -1,0 +1,556 @@
+//! Readiness: what to wait for before a test talks to a container.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use bollard::container::LogOutput;
+use bollard::models::HealthStatusEnum;
+use bollard::query_parameters::LogsOptionsBuilder;
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::engine::client;
+use crate::error::{Error, Result};
+use crate::util::{shell_join, tail_lines};
+
+/// The default startup timeout, for every strategy together.
+pub(crate) const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often polling strategies look again.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Something to wait for before a container counts as ready.
+///
+/// Give one or more to [`ContainerSpec::wait_for`]; `start()` returns once
+/// all hold, within the spec's startup timeout (60 s by default). If the
+/// container exits or turns unhealthy meanwhile, `start()` fails at once
+/// with [`Error::NotReady`], naming the strategy, the time waited and the
+/// container's last log lines.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run() -> testdock::Result<()> {
+/// use testdock::{ContainerSpec, HostImage, WaitFor};
+///
+/// let c = ContainerSpec::new(HostImage::shell())
+///     .cmd(["sh", "-c", "sleep 1; echo listening; exec sleep infinity"])
+///     .wait_for(WaitFor::stdout_line("listening"))
+///     .start()
+///     .await?;
+/// # Ok(()) }
+/// ```
+///
+/// [`ContainerSpec::wait_for`]: crate::ContainerSpec::wait_for
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaitFor {
+    kind: Kind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Kind {
+    Log {
+        text: String,
+        stream: Stream,
+        times: usize,
+    },
+    Port(u16),
+    Http {
+        port: u16,
+        path: String,
+        status: u16,
+    },
+    Healthy,
+    Command(Vec<String>),
+    Exit(Option<i64>),
+    Delay(Duration),
+    All(Vec<WaitFor>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+    Either,
+}
+
+impl WaitFor {
+    fn new(kind: Kind) -> Self {
+        WaitFor { kind }
+    }
+
+    /// A line containing `text` on stdout or stderr.
+    pub fn log_line(text: impl Into<String>) -> Self {
+        Self::new(Kind::Log {
+            text: text.into(),
+            stream: Stream::Either,
+            times: 1,
+        })
+    }
+
+    /// A line containing `text` on stdout.
+    pub fn stdout_line(text: impl Into<String>) -> Self {
+        Self::new(Kind::Log {
+            text: text.into(),
+            stream: Stream::Stdout,
+            times: 1,
+        })
+    }
+
+    /// A line containing `text` on stderr.
+    pub fn stderr_line(text: impl Into<String>) -> Self {
+        Self::new(Kind::Log {
+            text: text.into(),
+            stream: Stream::Stderr,
+            times: 1,
+        })
+    }
+
+    /// For a log line strategy: wait for the `n`th such line (a server
+    /// that restarts once after initialising prints "ready" twice).
+    pub fn times(mut self, n: usize) -> Self {
+        if let Kind::Log { times, .. } = &mut self.kind {
+            *times = n.max(1);
+        }
+        self
+    }
+
+    /// TCP port `port` (in the container) accepting connections that are
+    /// really served. A published port is probed from the host, and a
+    /// connection that the engine's proxy accepts but closes at once (no
+    /// server behind it yet) does not count; an unpublished one is looked
+    /// up in the container's `/proc/net/tcp` (needs `cat` in the image).
+    pub fn port(port: u16) -> Self {
+        Self::new(Kind::Port(port))
+    }
+
+    /// An HTTP `GET path` on published port `port` answering 200; change
+    /// the status with [`status`](WaitFor::status).
+    pub fn http(port: u16, path: impl Into<String>) -> Self {
+        Self::new(Kind::Http {
+            port,
+            path: path.into(),
+            status: 200,
+        })
+    }
+
+    /// For an HTTP strategy: the status to wait for.
+    pub fn status(mut self, code: u16) -> Self {
+        if let Kind::Http { status, .. } = &mut self.kind {
+            *status = code;
+        }
+        self
+    }
+
+    /// Docker's healthcheck reporting healthy — the image's, or one set
+    /// with [`ContainerSpec::healthcheck`](crate::ContainerSpec::healthcheck).
+    pub fn healthy() -> Self {
+        Self::new(Kind::Healthy)
+    }
+
+    /// A command run in the container exiting 0.
+    pub fn command(cmd: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self::new(Kind::Command(cmd.into_iter().map(Into::into).collect()))
+    }
+
+    /// The container exiting, with any code.
+    pub fn exit() -> Self {
+        Self::new(Kind::Exit(None))
+    }
+
+    /// The container exiting with `code`; another code fails at once.
+    pub fn exit_code(code: i64) -> Self {
+        Self::new(Kind::Exit(Some(code)))
+    }
+
+    /// A fixed delay. Prefer a condition: a delay is either too long or,
+    /// on a slow machine, too short.
+    pub fn delay(d: Duration) -> Self {
+        Self::new(Kind::Delay(d))
+    }
+
+    /// All of these, in order.
+    pub fn all(all: impl IntoIterator<Item = WaitFor>) -> Self {
+        Self::new(Kind::All(all.into_iter().collect()))
+    }
+}
+
+impl fmt::Display for WaitFor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Log {
+                text,
+                stream,
+                times,
+            } => {
+                let on = match stream {
+                    Stream::Stdout => "stdout",
+                    Stream::Stderr => "stderr",
+                    Stream::Either => "stdout or stderr",
+                };
+                write!(f, "log line {text:?} on {on}")?;
+                if *times > 1 {
+                    write!(f, " {times} times")?;
+                }
+                Ok(())
+            }
+            Kind::Port(p) => write!(f, "port {p}/tcp served"),
+            Kind::Http { port, path, status } => {
+                write!(f, "HTTP {status} from GET {path} on port {port}")
+            }
+            Kind::Healthy => write!(f, "healthcheck healthy"),
+            Kind::Command(c) => write!(f, "`{}` succeeding", shell_join(c)),
+            Kind::Exit(None) => write!(f, "exit"),
+            Kind::Exit(Some(c)) => write!(f, "exit with code {c}"),
+            Kind::Delay(d) => write!(f, "{d:?} delay"),
+            Kind::All(all) => {
+                let parts: Vec<String> = all.iter().map(ToString::to_string).collect();
+                write!(f, "all of [{}]", parts.join(", "))
+            }
+        }
+    }
+}
+
+/// The container being waited on.
+pub(crate) struct Target<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) host: &'a str,
+}
+
+/// Why a wait ended early.
+enum Stop {
+    TimedOut,
+    Failed(String),
+}
+
+type Step = std::result::Result<(), Stop>;
+
+/// Waits for every strategy within `timeout`. Call on the engine runtime.
+pub(crate) async fn wait_ready(t: &Target<'_>, waits: &[WaitFor], timeout: Duration) -> Result<()> {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    for w in waits {
+        if let Err(stop) = wait_one(t, w, deadline).await {
+            let outcome = match stop {
+                Stop::TimedOut => "timed out".to_string(),
+                Stop::Failed(why) => why,
+            };
+            return Err(Error::NotReady {
+                container: t.name.to_string(),
+                strategy: w.to_string(),
+                outcome,
+                waited: started.elapsed(),
+                logs_tail: logs_tail(t.id).await,
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn wait_one(t: &Target<'_>, w: &WaitFor, deadline: Instant) -> Step {
+    match &w.kind {
+        Kind::Log {
+            text,
+            stream,
+            times,
+        } => log_line(t, text, *stream, *times, deadline).await,
+        Kind::Port(p) => poll(t, deadline, || port_served(t, *p)).await,
+        Kind::Http { port, path, status } => {
+            poll(t, deadline, || http_status(t, *port, path, *status)).await
+        }
+        Kind::Healthy => poll(t, deadline, || async { Ok(false) }).await,
+        Kind::Command(cmd) => poll(t, deadline, || command_ok(t, cmd)).await,
+        Kind::Exit(code) => exited(t, *code, deadline).await,
+        Kind::Delay(d) => {
+            if Instant::now() + *d > deadline {
+                return Err(Stop::TimedOut);
+            }
+            tokio::time::sleep(*d).await;
+            Ok(())
+        }
+        Kind::All(all) => {
+            for w in all {
+                Box::pin(wait_one(t, w, deadline)).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The container's state, as far as waiting cares: `Err` if it can no
+/// longer become ready; `Ok(true)` if its healthcheck says healthy.
+async fn check_state(t: &Target<'_>) -> std::result::Result<bool, Stop> {
+    let docker = client().await.map_err(|e| Stop::Failed(e.to_string()))?;
+    let info = docker
+        .inspect_container(t.id, None)
+        .await
+        .map_err(|e| Stop::Failed(format!("it could not be inspected: {e}")))?;
+    let state = info.state.unwrap_or_default();
+    if state.running != Some(true) {
+        let code = state.exit_code.unwrap_or(-1);
+        let oom = if state.oom_killed == Some(true) {
+            " (out of memory)"
+        } else {
+            ""
+        };
+        return Err(Stop::Failed(format!("it exited with code {code}{oom}")));
+    }
+    match state.health.and_then(|h| h.status) {
+        Some(HealthStatusEnum::UNHEALTHY) => Err(Stop::Failed("it turned unhealthy".into())),
+        Some(HealthStatusEnum::HEALTHY) => Ok(true),
+        _ => Ok(false),
+    }
+}
+
+/// Polls `probe` until it says ready, watching the container between
+/// tries so an exit fails at once. A healthcheck strategy is the state
+/// check alone.
+async fn poll<F, Fut>(t: &Target<'_>, deadline: Instant, mut probe: F) -> Step
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<bool, Stop>>,
+{
+    loop {
+        let healthy = check_state(t).await?;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(Stop::TimedOut);
+        }
+        let ready = match tokio::time::timeout(remaining, probe()).await {
+            Ok(r) => r?,
+            Err(_) => return Err(Stop::TimedOut),
+        };
+        if ready || healthy {
+            return Ok(());
+        }
+        tokio::time::sleep(POLL.min(remaining)).await;
+    }
+}
+
+async fn log_line(
+    t: &Target<'_>,
+    text: &str,
+    stream: Stream,
+    times: usize,
+    deadline: Instant,
+) -> Step {
+    let docker = client().await.map_err(|e| Stop::Failed(e.to_string()))?;
+    let opts = LogsOptionsBuilder::new()
+        .follow(true)
+        .stdout(stream != Stream::Stderr)
+        .stderr(stream != Stream::Stdout)
+        .build();
+    let mut logs = docker.logs(t.id, Some(opts));
+    let mut seen = 0;
+    // Frames are not lines: keep the unfinished tail of each stream.
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let search = async {
+        while let Some(frame) = logs.next().await {
+            let (buf, bytes) =
+                match frame.map_err(|e| Stop::Failed(format!("reading its logs failed: {e}")))? {
+                    LogOutput::StdErr { message } => (&mut err, message),
+                    other => (&mut out, other.into_bytes()),
+                };
+            buf.extend_from_slice(&bytes);
+            while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=nl).collect();
+                if String::from_utf8_lossy(&line).contains(text) {
+                    seen += 1;
+                    if seen >= times {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        // The log stream ends when the container stops.
+        let last = [&out, &err]
+            .iter()
+            .any(|b| String::from_utf8_lossy(b).contains(text));
+        if last && seen + 1 >= times {
+            return Ok(());
+        }
+        check_state(t).await?;
+        Err(Stop::Failed("its log stream ended".into()))
+    };
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    tokio::time::timeout(remaining, search)
+        .await
+        .unwrap_or(Err(Stop::TimedOut))
+}
+
+async fn exited(t: &Target<'_>, want: Option<i64>, deadline: Instant) -> Step {
+    let docker = client().await.map_err(|e| Stop::Failed(e.to_string()))?;
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let code =
+        match tokio::time::timeout(remaining, crate::container::wait_exit(docker, t.id)).await {
+            Ok(Ok(code)) => code,
+            Ok(Err(e)) => return Err(Stop::Failed(format!("waiting for its exit failed: {e}"))),
+            Err(_) => return Err(Stop::TimedOut),
+        };
+    match want {
+        Some(w) if w != code => Err(Stop::Failed(format!("it exited with code {code}"))),
+        _ => Ok(()),
+    }
+}
+
+async fn command_ok(t: &Target<'_>, cmd: &[String]) -> std::result::Result<bool, Stop> {
+    let out = crate::exec::run_exec(t.id, t.name, cmd.to_vec(), Default::default())
+        .await
+        .map_err(|e| Stop::Failed(format!("the command could not run: {e}")))?;
+    Ok(out.exit_code == 0)
+}
+
+/// The host port a container port is published on, if it is.
+async fn published(t: &Target<'_>, port: u16) -> std::result::Result<Option<u16>, Stop> {
+    let docker = client().await.map_err(|e| Stop::Failed(e.to_string()))?;
+    let info = docker
+        .inspect_container(t.id, None)
+        .await
+        .map_err(|e| Stop::Failed(e.to_string()))?;
+    Ok(crate::container::published_ports(info).get(&port).copied())
+}
+
+async fn port_served(t: &Target<'_>, port: u16) -> std::result::Result<bool, Stop> {
+    match published(t, port).await? {
+        Some(host_port) => Ok(served_from_host(t.host, host_port).await),
+        None => listening_inside(t, port).await,
+    }
+}
+
+/// Connects from the host. The engine's proxy accepts even when nothing
+/// listens behind it, then closes: a connection that ends at once is not
+/// served. One that stays open (the server waits for a request) or says
+/// something is.
+async fn served_from_host(host: &str, port: u16) -> bool {
+    let Ok(Ok(mut s)) =
+        tokio::time::timeout(Duration::from_secs(1), TcpStream::connect((host, port))).await
+    else {
+        return false;
+    };
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(Duration::from_millis(150), s.read(&mut byte)).await {
+        Err(_) => true,     // still open, silent: a server waiting for us
+        Ok(Ok(n)) => n > 0, // a banner, or EOF from the proxy
+        Ok(Err(_)) => false,
+    }
+}
+
+/// Whether something in the container listens on `port`, from
+/// `/proc/net/tcp{,6}` (state 0A is LISTEN).
+async fn listening_inside(t: &Target<'_>, port: u16) -> std::result::Result<bool, Stop> {
+    let cmd = ["cat", "/proc/net/tcp", "/proc/net/tcp6"]
+        .map(String::from)
+        .to_vec();
+    let out = crate::exec::run_exec(t.id, t.name, cmd, Default::default())
+        .await
+        .map_err(|e| Stop::Failed(format!("cannot read /proc/net/tcp in it (no `cat`?): {e}")))?;
+    Ok(listens_on(&String::from_utf8_lossy(&out.stdout), port))
+}
+
+fn listens_on(proc_net_tcp: &str, port: u16) -> bool {
+    let want = format!(":{port:04X}");
+    proc_net_tcp.lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() > 3 && f[1].ends_with(&want) && f[3] == "0A"
+    })
+}
+
+async fn http_status(
+    t: &Target<'_>,
+    port: u16,
+    path: &str,
+    want: u16,
+) -> std::result::Result<bool, Stop> {
+    let Some(host_port) = published(t, port).await? else {
+        return Err(Stop::Failed(format!(
+            "port {port} is not published; add `.expose({port})`"
+        )));
+    };
+    let attempt = async {
+        let mut s = TcpStream::connect((t.host, host_port)).await.ok()?;
+        let req = format!(
+            "GET {path} HTTP/1.0\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            t.host
+        );
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut head = vec![0u8; 64];
+        let n = s.read(&mut head).await.ok()?;
+        parse_status(&head[..n])
+    };
+    let status = tokio::time::timeout(Duration::from_secs(2), attempt)
+        .await
+        .ok()
+        .flatten();
+    Ok(status == Some(want))
+}
+
+fn parse_status(head: &[u8]) -> Option<u16> {
+    let line = std::str::from_utf8(head).ok()?.lines().next()?;
+    let mut parts = line.split_whitespace();
+    parts.next().filter(|v| v.starts_with("HTTP/"))?;
+    parts.next()?.parse().ok()
+}
+
+/// The last lines of both streams, for error messages.
+async fn logs_tail(id: &str) -> String {
+    match crate::container::read_logs(id.to_string()).await {
+        Ok(logs) => {
+            let mut s = String::new();
+            for (name, text) in [
+                ("stdout", logs.stdout_text()),
+                ("stderr", logs.stderr_text()),
+            ] {
+                let tail = tail_lines(&text, 20);
+                if !tail.is_empty() {
+                    s.push_str(&format!("--- {name} ---\n{tail}\n"));
+                }
+            }
+            if s.is_empty() {
+                "(no output)".into()
+            } else {
+                s
+            }
+        }
+        Err(e) => format!("(logs unavailable: {e})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strategies_describe_themselves() {
+        assert_eq!(
+            WaitFor::stdout_line("ready").times(2).to_string(),
+            "log line \"ready\" on stdout 2 times"
+        );
+        assert_eq!(
+            WaitFor::http(80, "/health").status(204).to_string(),
+            "HTTP 204 from GET /health on port 80"
+        );
+        assert_eq!(
+            WaitFor::all([WaitFor::port(5432), WaitFor::exit_code(0)]).to_string(),
+            "all of [port 5432/tcp served, exit with code 0]"
+        );
+    }
+
+    #[test]
+    fn listen_sockets_are_found_in_proc_net_tcp() {
+        let table = "  sl  local_address rem_address   st tx_queue\n\
+                     \x20  0: 00000000:1F90 00000000:0000 0A 00000000:00000000\n\
+                     \x20  1: 0100007F:0035 0100007F:9C40 01 00000000:00000000\n";
+        assert!(listens_on(table, 8080));
+        assert!(!listens_on(table, 53), "established, not listening");
+        assert!(!listens_on(table, 80));
+    }
+
+    #[test]
+    fn http_status_lines_parse() {
+        assert_eq!(parse_status(b"HTTP/1.1 204 No Content\r\n"), Some(204));
+        assert_eq!(parse_status(b"SSH-2.0-OpenSSH\r\n"), None);
+        assert_eq!(parse_status(b""), None);
+    }
+}

@@ -1,0 +1,240 @@
+//! Readiness: each strategy succeeds against a container that becomes
+//! ready late and fails fast, with the log tail, against one that exits or
+//! never gets ready.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{exists, shell, shell_with_perl, unique};
+use testdock::{ContainerSpec, Error, WaitFor};
+
+/// A perl server that starts listening on 8080 only after `delay` seconds
+/// and greets every client (or answers HTTP when `http`).
+fn late_server(delay: &str, http: bool) -> ContainerSpec {
+    let reply = if http {
+        r#"my $r = <$c>; print $c "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok""#
+    } else {
+        r#"print $c "hello\n""#
+    };
+    let script = format!(
+        "use IO::Socket::INET; sleep {delay}; \
+         my $s = IO::Socket::INET->new(LocalPort => 8080, Listen => 5, ReuseAddr => 1) or die; \
+         print STDERR \"listening\\n\"; \
+         while (my $c = $s->accept) {{ {reply}; close $c }}"
+    );
+    ContainerSpec::new(shell_with_perl()).cmd(["perl", "-e", &script])
+}
+
+fn greeting(host: &str, port: u16) -> String {
+    let mut s = TcpStream::connect((host, port)).unwrap();
+    let mut got = String::new();
+    s.read_to_string(&mut got).unwrap();
+    got
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn log_lines_on_either_stream_and_the_nth_time() {
+    let c = ContainerSpec::new(shell())
+        .cmd(["sh", "-c", "sleep 1; echo 'server ready'; sleep 0.5; echo 'server ready'; echo warm >&2; exec sleep infinity"])
+        .wait_for(WaitFor::stdout_line("ready").times(2))
+        .wait_for(WaitFor::stderr_line("warm"))
+        .start()
+        .await
+        .unwrap();
+    let logs = c.logs().await.unwrap();
+    assert_eq!(logs.stdout_text().matches("server ready").count(), 2);
+    assert_eq!(logs.stderr_text(), "warm\n");
+    c.teardown().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn a_container_that_exits_fails_at_once_with_its_logs() {
+    let name = unique("exits");
+    let err = ContainerSpec::new(shell())
+        .name(name.clone())
+        .cmd(["sh", "-c", "echo 'config error: no PORT' >&2; exit 3"])
+        .wait_for(WaitFor::log_line("listening"))
+        .startup_timeout(Duration::from_secs(30))
+        .start()
+        .await
+        .unwrap_err();
+    match &err {
+        Error::NotReady {
+            outcome,
+            logs_tail,
+            waited,
+            strategy,
+            ..
+        } => {
+            assert_eq!(outcome, "it exited with code 3");
+            assert!(logs_tail.contains("config error: no PORT"), "{logs_tail}");
+            assert!(
+                *waited < Duration::from_secs(15),
+                "waited {waited:?} for a dead container"
+            );
+            assert_eq!(strategy, "log line \"listening\" on stdout or stderr");
+        }
+        other => panic!("expected NotReady, got {other:?}"),
+    }
+    assert!(err.to_string().contains("config error: no PORT"), "{err}");
+    assert!(
+        !exists(&name).await,
+        "a container that never got ready was left behind"
+    );
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn a_container_that_never_gets_ready_times_out_and_is_removed() {
+    let name = unique("neverready");
+    let err = ContainerSpec::new(shell())
+        .name(name.clone())
+        .cmd(["sh", "-c", "echo still booting; exec sleep infinity"])
+        .wait_for(WaitFor::command(["sh", "-c", "test -f /tmp/ready"]))
+        .startup_timeout(Duration::from_millis(1500))
+        .start()
+        .await
+        .unwrap_err();
+    match &err {
+        Error::NotReady {
+            outcome, logs_tail, ..
+        } => {
+            assert_eq!(outcome, "timed out");
+            assert!(logs_tail.contains("still booting"), "{logs_tail}");
+        }
+        other => panic!("expected NotReady, got {other:?}"),
+    }
+    assert!(!exists(&name).await);
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn port_readiness_is_not_fooled_by_the_engines_proxy() {
+    // The proxy accepts on the host port at once; the server listens only
+    // after 2 s. A connection right after start() must be served.
+    let c = late_server("2", false)
+        .expose(8080)
+        .wait_for(WaitFor::port(8080))
+        .start()
+        .await
+        .unwrap();
+    let port = c.host_port(8080).await.unwrap();
+    assert_eq!(greeting(c.host(), port), "hello\n");
+    c.teardown().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn an_unpublished_port_is_checked_inside_the_container() {
+    let c = late_server("1", false)
+        .wait_for(WaitFor::port(8080))
+        .start()
+        .await
+        .unwrap();
+    let out = c
+        .exec(["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080; cat <&3"])
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_text(), "hello\n");
+    c.teardown().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn http_status_on_a_path() {
+    let c = late_server("1", true)
+        .expose(8080)
+        .wait_for(WaitFor::http(8080, "/health"))
+        .start()
+        .await
+        .unwrap();
+    let port = c.host_port(8080).await.unwrap();
+    let mut s = TcpStream::connect((c.host(), port)).unwrap();
+    std::io::Write::write_all(&mut s, b"GET /health HTTP/1.0\r\n\r\n").unwrap();
+    let mut got = String::new();
+    s.read_to_string(&mut got).unwrap();
+    assert!(got.starts_with("HTTP/1.0 200 OK"), "{got}");
+    c.teardown().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn healthcheck_healthy_and_unhealthy() {
+    let c = ContainerSpec::new(shell())
+        .cmd(["sh", "-c", "sleep 1; touch /tmp/ok; exec sleep infinity"])
+        .healthcheck(["sh", "-c", "test -f /tmp/ok"], Duration::from_millis(200))
+        .wait_for(WaitFor::healthy())
+        .start()
+        .await
+        .unwrap();
+    c.exec_ok(["sh", "-c", "test -f /tmp/ok"]).await.unwrap();
+    c.teardown().await.unwrap();
+
+    let err = ContainerSpec::new(shell())
+        .cmd(["sleep", "infinity"])
+        .healthcheck(["false"], Duration::from_millis(100))
+        .wait_for(WaitFor::healthy())
+        .startup_timeout(Duration::from_secs(30))
+        .start()
+        .await
+        .unwrap_err();
+    match err {
+        Error::NotReady {
+            outcome, waited, ..
+        } => {
+            assert_eq!(outcome, "it turned unhealthy");
+            assert!(waited < Duration::from_secs(15), "{waited:?}");
+        }
+        other => panic!("expected NotReady, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn exit_codes_commands_delays_and_combinations() {
+    let c = ContainerSpec::new(shell())
+        .cmd(["sh", "-c", "echo done; exit 0"])
+        .wait_for(WaitFor::exit_code(0))
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(c.logs().await.unwrap().stdout_text(), "done\n");
+    c.teardown().await.unwrap();
+
+    let err = ContainerSpec::new(shell())
+        .cmd(["sh", "-c", "exit 5"])
+        .wait_for(WaitFor::exit_code(0))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::NotReady { outcome, .. } if outcome == "it exited with code 5"),
+        "{err:?}"
+    );
+
+    let c = ContainerSpec::new(shell())
+        .cmd([
+            "sh",
+            "-c",
+            "sleep 1; echo up; touch /tmp/a; exec sleep infinity",
+        ])
+        .wait_for(WaitFor::all([
+            WaitFor::log_line("up"),
+            WaitFor::command(["sh", "-c", "test -f /tmp/a"]),
+            WaitFor::delay(Duration::from_millis(10)),
+        ]))
+        .start()
+        .await
+        .unwrap();
+    c.exec_ok(["sh", "-c", "test -f /tmp/a"]).await.unwrap();
+    // Waiting again later, e.g. after a restart.
+    c.wait_for(WaitFor::log_line("up"), Duration::from_secs(10))
+        .await
+        .unwrap();
+    c.teardown().await.unwrap();
+}
