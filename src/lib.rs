@@ -41,10 +41,12 @@ mod engine;
 mod error;
 mod exec;
 mod image;
+mod network;
 mod reaper;
 mod session;
 mod shared;
 mod spec;
+mod stack;
 mod sweep;
 mod util;
 mod wait;
@@ -56,11 +58,13 @@ pub use engine::{docker, host_bind_address, Docker};
 pub use error::{Error, Result};
 pub use exec::{Exec, ExecOutput};
 pub use image::{ensure_image, HostImage, Image, LABEL_IMAGE};
+pub use network::TestNetwork;
 pub use session::{
     session_id, LABEL_EXPIRES, LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_PID_START, LABEL_SESSION,
 };
 pub use shared::SharedContainer;
 pub use spec::ContainerSpec;
+pub use stack::{Stack, TestStack};
 pub use sweep::sweep;
 pub use wait::WaitFor;
 pub use watchdog::watchdog_pid;
@@ -77,4 +81,6 @@ fn _assert_impls() {
     send_sync::<Error>();
     send_sync::<ContainerSpec>();
     send_sync::<ExecOutput>();
+    send_sync::<TestNetwork>();
+    send_sync::<TestStack>();
 }
