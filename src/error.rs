@@ -31,6 +31,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// A Dockerfile build failed.
+    #[error("building image `{image}` failed: {reason}; last build output:\n{output_tail}")]
+    BuildFailed {
+        /// The reference being built.
+        image: String,
+        /// The engine's error.
+        reason: String,
+        /// The last lines the build printed.
+        output_tail: String,
+    },
+
     /// A bind mount's host path does not exist. Nothing was created.
     #[error("bind mount source `{}` does not exist (for `{target}` in the container); create it or fix the path", path.display())]
     BindPathMissing {

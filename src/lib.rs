@@ -36,10 +36,12 @@
 //! `#[test]` with any `block_on`, and from other executors.
 #![deny(missing_docs, missing_debug_implementations)]
 
+mod build;
 mod container;
 mod engine;
 mod error;
 mod exec;
+mod host_image;
 mod image;
 mod network;
 mod reaper;
@@ -53,11 +55,13 @@ mod wait;
 mod watchdog;
 
 pub use bollard;
+pub use build::{DockerfileImage, RootfsImage};
 pub use container::{Logs, TestContainer};
 pub use engine::{docker, host_bind_address, Docker};
 pub use error::{Error, Result};
 pub use exec::{Exec, ExecOutput};
-pub use image::{ensure_image, HostImage, Image, LABEL_IMAGE};
+pub use host_image::HostImage;
+pub use image::{ensure_image, Image, PullPolicy, LABEL_IMAGE};
 pub use network::TestNetwork;
 pub use session::{
     session_id, LABEL_EXPIRES, LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_PID_START, LABEL_SESSION,

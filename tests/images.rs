@@ -4,7 +4,7 @@
 mod common;
 
 use common::{exists, unique};
-use testdock::{ContainerSpec, Error, HostImage, Image};
+use testdock::{ContainerSpec, DockerfileImage, Error, HostImage, Image, PullPolicy};
 
 #[tokio::test]
 #[ignore = "requires Docker"]
@@ -117,5 +117,188 @@ async fn ensure_image_is_a_no_op_for_present_images() {
     let err = testdock::ensure_image(format!("testdock-test/{}:1", unique("absent")))
         .await
         .unwrap_err();
+    assert!(matches!(err, Error::ImageUnavailable { .. }), "{err:?}");
+}
+
+fn context_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(unique(tag));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn remove_image(reference: &str) {
+    let docker = testdock::docker().await.unwrap();
+    docker
+        .bollard()
+        .remove_image(
+            reference,
+            None::<testdock::bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn a_dockerfile_context_builds_offline_honours_dockerignore_and_is_reused() {
+    let base = HostImage::shell().build().await.unwrap();
+    let dir = context_dir("ctx");
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            "FROM {base}\nCOPY . /app/\nRUN echo built-by-run > /app/run.txt\nCMD [\"cat\", \"/app/greeting.txt\"]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join(".dockerignore"), "secret.txt\nlogs\n").unwrap();
+    std::fs::write(dir.join("greeting.txt"), "hello from the build\n").unwrap();
+    std::fs::write(dir.join("secret.txt"), "do not send").unwrap();
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    std::fs::write(dir.join("logs/a.log"), "x").unwrap();
+
+    let image = DockerfileImage::new("testdock/test-built", &dir);
+    let reference = image.build().await.unwrap();
+    assert!(reference.starts_with("testdock/test-built:"), "{reference}");
+    assert_eq!(
+        image.build().await.unwrap(),
+        reference,
+        "unchanged context, same image"
+    );
+
+    let out = ContainerSpec::new(image.clone()).run().await.unwrap();
+    assert_eq!(out.stdout_text(), "hello from the build\n");
+    let out = ContainerSpec::new(image.clone())
+        .cmd(["sh", "-c", "cat /app/run.txt; ls /app"])
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.stdout_text(),
+        "built-by-run\nDockerfile\ngreeting.txt\nrun.txt\n"
+    );
+
+    // A changed context is a new image.
+    std::fs::write(dir.join("greeting.txt"), "changed\n").unwrap();
+    let changed = DockerfileImage::new("testdock/test-built", &dir)
+        .build()
+        .await
+        .unwrap();
+    assert_ne!(changed, reference);
+
+    remove_image(&reference).await;
+    remove_image(&changed).await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn a_failing_build_reports_its_output() {
+    let base = HostImage::shell().build().await.unwrap();
+    let dir = context_dir("badctx");
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!("FROM {base}\nRUN echo about to fail && exit 7\n"),
+    )
+    .unwrap();
+    let err = DockerfileImage::new("testdock/test-broken", &dir)
+        .build()
+        .await
+        .unwrap_err();
+    match &err {
+        Error::BuildFailed {
+            reason,
+            output_tail,
+            ..
+        } => {
+            assert!(reason.contains("returned a non-zero code: 7"), "{reason}");
+            assert!(output_tail.contains("about to fail"), "{output_tail}");
+        }
+        other => panic!("expected BuildFailed, got {other:?}"),
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn a_root_filesystem_imports_from_a_directory_or_a_tar() {
+    use testdock::RootfsImage;
+    // A root filesystem to start from: the shell image's, exported.
+    let shell = ContainerSpec::new(HostImage::shell())
+        .cmd(["true"])
+        .start()
+        .await
+        .unwrap();
+    let docker = testdock::docker().await.unwrap();
+    let mut tar = Vec::new();
+    let mut stream = docker.bollard().export_container(shell.id());
+    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+        tar.extend_from_slice(&chunk.unwrap());
+    }
+    shell.teardown().await.unwrap();
+
+    let dir = context_dir("rootfs");
+    let tar_path = dir.join("rootfs.tar");
+    std::fs::write(&tar_path, &tar).unwrap();
+    let from_tar = RootfsImage::new("testdock/test-rootfs", &tar_path).cmd(["cat", "/etc/group"]);
+    let out = ContainerSpec::new(from_tar.clone()).run().await.unwrap();
+    assert!(
+        out.stdout_text().contains("nogroup"),
+        "{}",
+        out.stdout_text()
+    );
+
+    let root = dir.join("tree");
+    let mut archive = tar::Archive::new(tar.as_slice());
+    archive.set_preserve_ownerships(true);
+    archive.set_preserve_permissions(true);
+    archive.unpack(&root).unwrap();
+    std::fs::write(root.join("owned"), "x").unwrap();
+    std::os::unix::fs::chown(root.join("owned"), Some(1234), Some(2345)).unwrap();
+    let from_dir = RootfsImage::new("testdock/test-rootfs", &root);
+    let out = ContainerSpec::new(from_dir.clone())
+        .cmd(["stat", "-c", "%u:%g %a", "/owned", "/tmp"])
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_text(), "1234:2345 644\n0:0 1777\n");
+
+    for img in [
+        from_tar.build().await.unwrap(),
+        from_dir.build().await.unwrap(),
+    ] {
+        remove_image(&img).await;
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn pull_policy_never_refuses_a_missing_image_without_trying() {
+    let image =
+        Image::named(format!("testdock-test/{}:1", unique("absent"))).pull(PullPolicy::Never);
+    let err = ContainerSpec::new(image).start().await.unwrap_err();
+    match err {
+        Error::ImageUnavailable { reason, .. } => {
+            assert!(reason.contains("pull policy is never"), "{reason}")
+        }
+        other => panic!("expected ImageUnavailable, got {other:?}"),
+    }
+    // A present image runs under any policy.
+    let shell = HostImage::shell().build().await.unwrap();
+    for policy in [PullPolicy::Never, PullPolicy::IfMissing] {
+        let out = ContainerSpec::new(Image::named(shell.clone()).pull(policy))
+            .cmd(["echo", "ok"])
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(out.stdout_text(), "ok\n");
+    }
+    let err = ContainerSpec::new(
+        Image::named(format!("testdock-test/{}:1", unique("absent"))).pull(PullPolicy::Always),
+    )
+    .start()
+    .await
+    .unwrap_err();
     assert!(matches!(err, Error::ImageUnavailable { .. }), "{err:?}");
 }
