@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bollard::models::{
@@ -46,6 +46,8 @@ pub struct TestContainer {
     owned: Owned,
     /// Container port → host port, read once after (re)start.
     ports: Mutex<Option<HashMap<u16, u16>>>,
+    /// What it was made from, for `recreate`.
+    spec: Arc<ContainerSpec>,
     armed: bool,
 }
 
@@ -89,6 +91,9 @@ impl ContainerSpec {
                 .start_container(&c.id, None)
                 .await
                 .map_err(|e| Error::docker(format!("start container {} ({})", c.name, c.image), e));
+            if let (Ok(()), Some(consumer)) = (&started, &self.log_consumer) {
+                crate::logs::consume(c.id.clone(), consumer.clone());
+            }
             if started.is_ok() && !self.waits.is_empty() {
                 started = wait_ready(&c.target(), &self.waits, self.startup_timeout).await;
             }
@@ -256,6 +261,7 @@ async fn create(spec: &ContainerSpec, attach: bool) -> Result<TestContainer> {
         host: engine.host().to_string(),
         owned,
         ports: Mutex::new(None),
+        spec: Arc::new(spec.clone()),
         armed: true,
     })
 }
@@ -639,6 +645,21 @@ impl TestContainer {
             std::mem::take(&mut self.owned),
         );
         on_engine(async move { reaper::remove(&id, &owned).await }).await
+    }
+
+    /// Removes this container and starts a fresh one from the same spec —
+    /// the "reset" pattern: a clean server without a new test binary.
+    /// Published ports change; ask [`host_port`](TestContainer::host_port)
+    /// again.
+    ///
+    /// # Errors
+    ///
+    /// As [`teardown`](TestContainer::teardown) and
+    /// [`ContainerSpec::start`].
+    pub async fn recreate(self) -> Result<TestContainer> {
+        let spec = (*self.spec).clone();
+        self.teardown().await?;
+        spec.start().await
     }
 
     /// `teardown` for code already on the engine runtime.

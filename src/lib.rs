@@ -43,6 +43,7 @@ mod error;
 mod exec;
 mod host_image;
 mod image;
+mod logs;
 mod network;
 mod reaper;
 mod session;
@@ -62,6 +63,7 @@ pub use error::{Error, Result};
 pub use exec::{Exec, ExecOutput};
 pub use host_image::HostImage;
 pub use image::{ensure_image, Image, PullPolicy, LABEL_IMAGE};
+pub use logs::{LogLine, LogSource, LogStream};
 pub use network::TestNetwork;
 pub use session::{
     session_id, LABEL_EXPIRES, LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_PID_START, LABEL_SESSION,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::image::Image;
+use crate::logs::{Consumer, LogLine};
 use crate::wait::{WaitFor, DEFAULT_STARTUP_TIMEOUT};
 
 /// Everything needed to start a container; inert until [`start`] or [`run`].
@@ -72,6 +73,7 @@ pub struct ContainerSpec {
     pub(crate) startup_timeout: Duration,
     pub(crate) healthcheck: Option<(Vec<String>, Duration)>,
     pub(crate) aliases: Vec<String>,
+    pub(crate) log_consumer: Option<Consumer>,
     pub(crate) error: Option<String>,
 }
 
@@ -119,6 +121,7 @@ impl ContainerSpec {
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             healthcheck: None,
             aliases: Vec::new(),
+            log_consumer: None,
             error: None,
         }
     }
@@ -369,6 +372,22 @@ impl ContainerSpec {
     pub fn network_alias(mut self, alias: impl Into<String>) -> Self {
         self.aliases.push(alias.into());
         self
+    }
+
+    /// Calls `consumer` with every line the container prints, from its
+    /// start until it stops, on testdock's runtime — e.g. to forward it to
+    /// your logger.
+    pub fn log_consumer(mut self, consumer: impl Fn(&LogLine) + Send + Sync + 'static) -> Self {
+        self.log_consumer = Some(Consumer(std::sync::Arc::new(consumer)));
+        self
+    }
+
+    /// Prints every line the container prints to stderr, after `prefix`
+    /// (e.g. `"[db]"`). Lines go straight to the process's stderr, so they
+    /// show even for passing tests under `cargo test`.
+    pub fn print_logs(self, prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into();
+        self.log_consumer(move |line| eprintln!("{prefix} {line}"))
     }
 
     /// The image as given.
