@@ -9,7 +9,10 @@ use testdock::{ContainerSpec, HostImage, Stack, WaitFor};
 /// The shell tools plus perl and its core modules (for a tiny server).
 fn image_with_perl() -> HostImage {
     let out = std::process::Command::new("perl")
-        .args(["-e", r#"print((grep { -f "$_/IO/Socket/INET.pm" } @INC)[0])"#])
+        .args([
+            "-e",
+            r#"print((grep { -f "$_/IO/Socket/INET.pm" } @INC)[0])"#,
+        ])
         .output()
         .expect("perl is part of every Debian system");
     let lib = String::from_utf8_lossy(&out.stdout).into_owned();
