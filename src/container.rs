@@ -86,6 +86,7 @@ impl ContainerSpec {
     pub async fn start(self) -> Result<TestContainer> {
         on_engine(async move {
             let c = create(&self, false).await?;
+            let c = crate::files::upload_all_or_remove(c, &self.files).await?;
             let docker = client().await?;
             let mut started = docker
                 .start_container(&c.id, None)
@@ -170,6 +171,7 @@ async fn run_attached(c: &TestContainer, spec: &ContainerSpec) -> Result<ExecOut
         .attach_container(&c.id, Some(attach))
         .await
         .map_err(|e| Error::docker(op(), e))?;
+    crate::files::upload_all(c, &spec.files).await?;
     docker
         .start_container(&c.id, None)
         .await
@@ -226,13 +228,24 @@ async fn create(spec: &ContainerSpec, attach: bool) -> Result<TestContainer> {
     let binds = check_binds(spec)?;
     let engine = engine().await?;
     let docker = engine.bollard();
+    if let (false, Some((path, _, _))) = (engine.is_local(), binds.first()) {
+        return Err(Error::RemoteBindMount {
+            endpoint: engine.endpoint().to_string(),
+            path: path.clone(),
+        });
+    }
+    // Podman 4 has no `host-gateway`: give it the address itself.
+    let gateway = match (spec.host_gateway, engine.is_podman()) {
+        (true, true) => crate::engine::gateway_on_engine().await?.to_string(),
+        _ => "host-gateway".to_string(),
+    };
     let (image, pull_if_missing) = spec.image.resolve_lazily().await?;
     let owned = Owned {
         volumes: create_volumes(docker, spec).await?,
     };
     let name = spec.name.clone().unwrap_or_else(unique_name);
     reaper::note_created();
-    let body = body(spec, &image, binds, engine.host(), attach);
+    let body = body(spec, &image, binds, engine.host(), &gateway, attach);
     let opts = CreateContainerOptionsBuilder::new().name(&name).build();
     let mut created = docker
         .create_container(Some(opts.clone()), body.clone())
@@ -326,6 +339,7 @@ fn body(
     image: &str,
     binds: Vec<(PathBuf, String, bool)>,
     engine_host: &str,
+    gateway: &str,
     attach: bool,
 ) -> ContainerCreateBody {
     let mut all_labels = spec.labels.clone();
@@ -371,7 +385,7 @@ fn body(
 
     let mut extra_hosts = spec.extra_hosts.clone();
     if spec.host_gateway {
-        extra_hosts.push("host.docker.internal:host-gateway".into());
+        extra_hosts.push(format!("host.docker.internal:{gateway}"));
     }
 
     let stdin = attach && spec.stdin.is_some();
@@ -428,6 +442,7 @@ fn body(
             shm_size: spec.shm_size,
             init: spec.init.then_some(true),
             readonly_rootfs: spec.read_only_rootfs.then_some(true),
+            runtime: spec.runtime.clone(),
             ..Default::default()
         }),
         ..Default::default()

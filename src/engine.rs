@@ -8,7 +8,6 @@
 //! runtime of its own.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use once_cell::sync::Lazy;
@@ -43,7 +42,9 @@ const REQUEST_TIMEOUT_SECS: u64 = 600;
 pub struct Docker {
     client: bollard::Docker,
     endpoint: String,
+    source: String,
     host: String,
+    podman: bool,
 }
 
 impl Docker {
@@ -52,10 +53,27 @@ impl Docker {
         &self.endpoint
     }
 
+    /// Why this endpoint was chosen: `DOCKER_HOST`, the current Docker
+    /// context, "default socket", "rootless Docker", "Podman", ….
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
     /// The address where published ports are reached: `127.0.0.1`, or the
     /// host of a `tcp://` `DOCKER_HOST`.
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// Whether the engine runs on this machine (a unix socket, or TCP on a
+    /// loopback address), so that bind mounts of local paths work.
+    pub fn is_local(&self) -> bool {
+        is_loopback(&self.host)
+    }
+
+    /// Whether the engine is Podman's Docker-compatible service.
+    pub fn is_podman(&self) -> bool {
+        self.podman
     }
 
     /// The underlying bollard client, for what testdock does not wrap.
@@ -92,32 +110,42 @@ pub async fn docker() -> Result<Docker> {
 ///
 /// [`Error::Docker`] if the engine has no `bridge` network with a gateway.
 pub async fn host_bind_address() -> Result<std::net::IpAddr> {
-    on_engine(async {
-        let docker = client().await?;
-        let net = docker
-            .inspect_network(
-                "bridge",
-                None::<bollard::query_parameters::InspectNetworkOptions>,
-            )
-            .await
-            .map_err(|e| Error::docker("inspect network bridge", e))?;
-        // Docker 20.10 leaves the default bridge's gateway out of IPAM and
-        // gives docker0 the subnet's first address, as host-gateway does.
-        net.ipam
-            .and_then(|i| i.config)
-            .unwrap_or_default()
-            .into_iter()
-            .find_map(|c| match c.gateway {
-                Some(g) => g.parse().ok(),
-                None => first_host(c.subnet.as_deref()?),
-            })
-            .ok_or_else(|| {
-                Error::InvalidSpec(
-                    "the engine's bridge network has no IPv4 gateway or subnet".into(),
-                )
-            })
-    })
-    .await
+    on_engine(gateway_on_engine()).await
+}
+
+/// The default network's gateway: what `host-gateway` means. Call on the
+/// engine runtime.
+pub(crate) async fn gateway_on_engine() -> Result<std::net::IpAddr> {
+    let engine = engine().await?;
+    // Podman calls its default network `podman`.
+    let network = if engine.is_podman() {
+        "podman"
+    } else {
+        "bridge"
+    };
+    let net = engine
+        .client
+        .inspect_network(
+            network,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .map_err(|e| Error::docker(format!("inspect network {network}"), e))?;
+    // Docker 20.10 leaves the default bridge's gateway out of IPAM and
+    // gives docker0 the subnet's first address, as host-gateway does.
+    net.ipam
+        .and_then(|i| i.config)
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|c| match c.gateway {
+            Some(g) => g.parse().ok(),
+            None => first_host(c.subnet.as_deref()?),
+        })
+        .ok_or_else(|| {
+            Error::InvalidSpec(format!(
+                "the engine's {network} network has no IPv4 gateway or subnet"
+            ))
+        })
 }
 
 /// Runs `fut` on the engine runtime and awaits it from whatever executor
@@ -162,13 +190,13 @@ pub(crate) async fn client() -> Result<&'static bollard::Docker> {
 
 async fn connect() -> Result<Docker> {
     let mut tried = Vec::new();
-    for endpoint in candidates() {
-        match try_endpoint(&endpoint).await {
+    for c in crate::discovery::candidates(&crate::discovery::Env::from_process()) {
+        match try_endpoint(&c.endpoint, &c.source).await {
             Ok(engine) => {
                 on_session_start(&engine);
                 return Ok(engine);
             }
-            Err(why) => tried.push(format!("{endpoint} ({why})")),
+            Err(why) => tried.push(format!("{} ({why})", c.endpoint)),
         }
     }
     Err(Error::DockerUnavailable {
@@ -192,7 +220,7 @@ fn on_session_start(engine: &Docker) {
     });
 }
 
-async fn try_endpoint(endpoint: &str) -> std::result::Result<Docker, String> {
+async fn try_endpoint(endpoint: &str, source: &str) -> std::result::Result<Docker, String> {
     let (client, host) = if let Some(path) = endpoint.strip_prefix("unix://") {
         if !std::path::Path::new(path).exists() {
             return Err("no such socket".into());
@@ -208,6 +236,13 @@ async fn try_endpoint(endpoint: &str) -> std::result::Result<Docker, String> {
         .strip_prefix("tcp://")
         .or_else(|| endpoint.strip_prefix("http://"))
     {
+        if std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty() && v != "0") {
+            return Err(
+                "DOCKER_TLS_VERIFY is set, and testdock does not speak TLS to an engine yet; \
+                        reach it through an SSH tunnel or a local socket"
+                    .into(),
+            );
+        }
         let c = bollard::Docker::connect_with_http(
             &format!("http://{rest}"),
             REQUEST_TIMEOUT_SECS,
@@ -219,14 +254,34 @@ async fn try_endpoint(endpoint: &str) -> std::result::Result<Docker, String> {
         return Err("unsupported scheme; use unix:// or tcp://".into());
     };
     match tokio::time::timeout(PING_TIMEOUT, client.ping()).await {
-        Ok(Ok(_)) => Ok(Docker {
-            client,
-            endpoint: endpoint.to_string(),
-            host,
-        }),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {PING_TIMEOUT:?}")),
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err(format!("no answer within {PING_TIMEOUT:?}")),
     }
+    // Podman differs in a few places (no host-gateway in 4.x); one version
+    // request per process tells.
+    let podman = match client.version().await {
+        Ok(v) => v
+            .components
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.name.to_ascii_lowercase().contains("podman")),
+        Err(_) => false,
+    };
+    Ok(Docker {
+        client,
+        endpoint: endpoint.to_string(),
+        source: source.to_string(),
+        host,
+        podman,
+    })
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The first host address of an IPv4 subnet: `172.17.0.0/16` → `172.17.0.1`.
@@ -251,33 +306,6 @@ fn tcp_host(rest: &str) -> String {
     }
 }
 
-/// Endpoints in the order they are tried. An explicit `DOCKER_HOST` is the
-/// only one: falling back to another engine behind the user's back would
-/// run their tests somewhere they did not ask for.
-fn candidates() -> Vec<String> {
-    if let Some(host) = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()) {
-        return vec![host];
-    }
-    let mut socks: Vec<PathBuf> = vec!["/var/run/docker.sock".into()];
-    let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    if let Some(dir) = &runtime_dir {
-        socks.push(dir.join("docker.sock"));
-    }
-    if let Some(home) = &home {
-        socks.push(home.join(".docker/run/docker.sock"));
-        socks.push(home.join(".docker/desktop/docker.sock"));
-    }
-    if let Some(dir) = &runtime_dir {
-        socks.push(dir.join("podman/podman.sock"));
-    }
-    socks.push("/run/podman/podman.sock".into());
-    socks
-        .into_iter()
-        .map(|p| format!("unix://{}", p.display()))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,14 +326,5 @@ mod tests {
             Some("172.17.0.1".parse().unwrap())
         );
         assert_eq!(first_host("fd00::/64"), None);
-    }
-
-    #[test]
-    fn default_candidates_start_with_the_system_socket() {
-        if std::env::var_os("DOCKER_HOST").is_none() {
-            let c = candidates();
-            assert_eq!(c[0], "unix:///var/run/docker.sock");
-            assert!(c.iter().any(|e| e.ends_with("podman.sock")));
-        }
     }
 }

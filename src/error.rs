@@ -51,6 +51,15 @@ pub enum Error {
         target: String,
     },
 
+    /// Bind mounts need the engine on this machine, and this one is not.
+    #[error("cannot bind-mount `{}`: the engine at {endpoint} is not on this machine; copy the files in instead (`ContainerSpec::copy_file`, `TestContainer::copy_dir_in`)", path.display())]
+    RemoteBindMount {
+        /// The engine's endpoint.
+        endpoint: String,
+        /// The first host path that was to be mounted.
+        path: PathBuf,
+    },
+
     /// A builder was given something it cannot use. Nothing was created.
     #[error("invalid container spec: {0}")]
     InvalidSpec(String),

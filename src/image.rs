@@ -332,11 +332,10 @@ pub(crate) async fn import_tar(reference: &str, tar: Vec<u8>, changes: Vec<Strin
     if present(reference).await? {
         return Ok(());
     }
-    let (repo, tag) = split_tag(reference);
+    // The tag goes inside `repo`: Podman ignores a separate `tag`.
     let opts = CreateImageOptionsBuilder::new()
         .from_src("-")
-        .repo(repo)
-        .tag(tag)
+        .repo(reference)
         .changes(changes)
         .build();
     client()

@@ -22,6 +22,9 @@
 //! - [`TestContainer`] (`container.rs`): the RAII guard — ports, logs,
 //!   lifecycle, `teardown()`, and a `Drop` that only queues removal.
 //! - [`Exec`] / [`ExecOutput`] (`exec.rs`): exact stdout, stderr, exit code.
+//! - [`FileCopy`] / [`CopyIn`] (`files.rs`): files, directories and bytes
+//!   into and out of containers.
+//! - [`Stats`] (`stats.rs`): pause, unpause, resource use, OCI runtime.
 //! - [`Image`] / [`HostImage`] (`image.rs`): named images pulled only when
 //!   missing, images packed from this machine's binaries, fallback chains.
 //! - `engine.rs`: the crate's own runtime and Docker connection ([`docker`]).
@@ -38,9 +41,11 @@
 
 mod build;
 mod container;
+mod discovery;
 mod engine;
 mod error;
 mod exec;
+mod files;
 mod host_image;
 mod image;
 mod logs;
@@ -50,6 +55,7 @@ mod session;
 mod shared;
 mod spec;
 mod stack;
+mod stats;
 mod sweep;
 mod util;
 mod wait;
@@ -61,6 +67,7 @@ pub use container::{Logs, TestContainer};
 pub use engine::{docker, host_bind_address, Docker};
 pub use error::{Error, Result};
 pub use exec::{Exec, ExecOutput};
+pub use files::{CopyIn, FileCopy};
 pub use host_image::HostImage;
 pub use image::{ensure_image, Image, PullPolicy, LABEL_IMAGE};
 pub use logs::{LogLine, LogSource, LogStream};
@@ -71,6 +78,7 @@ pub use session::{
 pub use shared::SharedContainer;
 pub use spec::ContainerSpec;
 pub use stack::{Stack, TestStack};
+pub use stats::Stats;
 pub use sweep::sweep;
 pub use wait::WaitFor;
 pub use watchdog::watchdog_pid;

@@ -74,6 +74,8 @@ pub struct ContainerSpec {
     pub(crate) healthcheck: Option<(Vec<String>, Duration)>,
     pub(crate) aliases: Vec<String>,
     pub(crate) log_consumer: Option<Consumer>,
+    pub(crate) files: Vec<crate::files::FileCopy>,
+    pub(crate) runtime: Option<String>,
     pub(crate) error: Option<String>,
 }
 
@@ -122,6 +124,8 @@ impl ContainerSpec {
             healthcheck: None,
             aliases: Vec::new(),
             log_consumer: None,
+            files: Vec::new(),
+            runtime: None,
             error: None,
         }
     }

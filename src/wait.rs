@@ -283,10 +283,15 @@ async fn wait_one(t: &Target<'_>, w: &WaitFor, deadline: Instant) -> Step {
 /// longer become ready; `Ok(true)` if its healthcheck says healthy.
 async fn check_state(t: &Target<'_>) -> std::result::Result<bool, Stop> {
     let docker = client().await.map_err(|e| Stop::Failed(e.to_string()))?;
-    let info = docker
-        .inspect_container(t.id, None)
-        .await
-        .map_err(|e| Stop::Failed(format!("it could not be inspected: {e}")))?;
+    let info = match docker.inspect_container(t.id, None).await {
+        Ok(info) => info,
+        // Podman names a stopped container's state "stopped", which bollard
+        // cannot read: it is not running either way.
+        Err(bollard::errors::Error::JsonDataError { .. }) => {
+            return Err(Stop::Failed("it stopped".into()))
+        }
+        Err(e) => return Err(Stop::Failed(format!("it could not be inspected: {e}"))),
+    };
     let state = info.state.unwrap_or_default();
     if state.running != Some(true) {
         let code = state.exit_code.unwrap_or(-1);

@@ -163,7 +163,11 @@ async fn stop_start_and_restart() {
     c.exec_ok(["touch", "/tmp/kept"]).await.unwrap();
     c.stop(Duration::from_secs(5)).await.unwrap();
     let err = c.exec(["true"]).await.unwrap_err();
-    assert!(err.to_string().contains("is not running"), "{err}");
+    // Docker: "is not running"; Podman: "only ... on running containers".
+    assert!(
+        matches!(err, Error::Docker { .. }) && err.to_string().contains("running"),
+        "{err}"
+    );
     c.start().await.unwrap();
     c.exec_ok(["sh", "-c", "test -f /tmp/kept"]).await.unwrap();
     c.restart(Duration::from_secs(5)).await.unwrap();

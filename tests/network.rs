@@ -13,6 +13,9 @@ use testdock::{ContainerSpec, Error};
 #[tokio::test]
 #[ignore = "requires Docker"]
 async fn a_host_server_on_the_recommended_address_is_reached_via_host_docker_internal() {
+    // Start the container first: Podman brings its bridge (and so the
+    // gateway address) up with the first container on it.
+    let c = sleeper().start().await.unwrap();
     let addr = testdock::host_bind_address().await.unwrap();
     let listener = TcpListener::bind((addr, 0)).unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -24,7 +27,6 @@ async fn a_host_server_on_the_recommended_address_is_reached_via_host_docker_int
         buf
     });
 
-    let c = sleeper().start().await.unwrap();
     let script =
         format!("exec 3<>/dev/tcp/host.docker.internal/{port} && printf ping >&3 && cat <&3");
     let out = c
@@ -101,8 +103,6 @@ async fn a_published_port_is_reached_from_the_host_on_loopback() {
 #[ignore = "requires Docker"]
 async fn network_none_has_only_loopback_and_no_way_out() {
     let addr = testdock::host_bind_address().await.unwrap();
-    let listener = TcpListener::bind((addr, 0)).unwrap();
-    let port = listener.local_addr().unwrap().port();
 
     let c = sleeper().network("none").start().await.unwrap();
     let out = c
@@ -111,7 +111,7 @@ async fn network_none_has_only_loopback_and_no_way_out() {
         .unwrap();
     assert_eq!(out.stdout_text(), "lo\n");
     let out = c
-        .exec(["bash", "-c", &format!("echo > /dev/tcp/{addr}/{port}")])
+        .exec(["bash", "-c", &format!("echo > /dev/tcp/{addr}/9")])
         .timeout(Duration::from_secs(20))
         .await
         .unwrap();

@@ -61,13 +61,21 @@ where
 
 /// Whether a container with this id or name exists.
 pub async fn exists(id_or_name: &str) -> bool {
+    use testdock::bollard::errors::Error;
     let docker = testdock::docker().await.unwrap();
     match docker.bollard().inspect_container(id_or_name, None).await {
         Ok(_) => true,
-        Err(testdock::bollard::errors::Error::DockerResponseServerError {
-            status_code: 404,
-            ..
+        Err(Error::DockerResponseServerError {
+            status_code: 404, ..
         }) => false,
+        // Podman, while removing: "does not exist in database".
+        Err(Error::DockerResponseServerError {
+            status_code: 500,
+            message,
+        }) if message.contains("no such container") => false,
+        // Podman reports a state ("stopped") bollard cannot read: it is
+        // there.
+        Err(Error::JsonDataError { .. }) => true,
         Err(e) => panic!("inspect {id_or_name}: {e}"),
     }
 }
