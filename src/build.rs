@@ -96,41 +96,76 @@ impl DockerfileImage {
     }
 
     async fn run_build(&self, reference: &str, tar: Vec<u8>) -> Result<()> {
-        let docker = client().await?;
-        let opts = BuildImageOptions {
-            dockerfile: self.dockerfile.clone(),
-            t: Some(reference.to_string()),
-            rm: true,
-            forcerm: true,
-            buildargs: Some(self.args.iter().cloned().collect()),
-            labels: Some(HashMap::from([(
-                LABEL_IMAGE.to_string(),
-                "dockerfile".to_string(),
-            )])),
-            ..Default::default()
-        };
-        let mut output = String::new();
-        let mut stream = docker.build_image(opts, None, Some(bollard::body_full(tar.into())));
-        let fail = |reason: String, output: &str| Error::BuildFailed {
-            image: reference.to_string(),
-            reason,
-            output_tail: tail_lines(output, 20),
-        };
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(info) => {
-                    if let Some(s) = info.stream {
-                        output.push_str(&s);
-                    }
-                    if let Some(e) = info.error_detail.and_then(|d| d.message) {
-                        return Err(fail(e, &output));
-                    }
-                }
-                Err(e) => return Err(fail(e.to_string(), &output)),
-            }
-        }
-        Ok(())
+        let args = self.args.iter().cloned().collect();
+        build_context(reference, tar, &self.dockerfile, args, "dockerfile").await
     }
+}
+
+/// Builds the context `tar` as `reference` with the engine's build
+/// endpoint; `kind` goes in the `testdock.image` label.
+pub(crate) async fn build_context(
+    reference: &str,
+    tar: Vec<u8>,
+    dockerfile: &str,
+    args: HashMap<String, String>,
+    kind: &str,
+) -> Result<()> {
+    let docker = client().await?;
+    let opts = BuildImageOptions {
+        dockerfile: dockerfile.to_string(),
+        t: Some(reference.to_string()),
+        rm: true,
+        forcerm: true,
+        buildargs: Some(args),
+        labels: Some(HashMap::from([(LABEL_IMAGE.to_string(), kind.to_string())])),
+        ..Default::default()
+    };
+    let mut output = String::new();
+    let mut stream = docker.build_image(opts, None, Some(bollard::body_full(tar.into())));
+    let fail = |reason: String, output: &str| Error::BuildFailed {
+        image: reference.to_string(),
+        reason,
+        output_tail: tail_lines(output, 20),
+    };
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(s) = info.stream {
+                    output.push_str(&s);
+                }
+                if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                    return Err(fail(e, &output));
+                }
+            }
+            // Podman reports a failed step as a stream error.
+            Err(e) => return Err(fail(e.to_string(), &output)),
+        }
+    }
+    Ok(())
+}
+
+/// A context that builds `rootfs` (a root filesystem tar) into an image
+/// with `changes` (ENV, CMD, LABEL lines): `FROM scratch`, `ADD`, the
+/// changes. For engines whose import drops all but one change (Podman 4).
+pub(crate) fn rootfs_context(rootfs: Vec<u8>, changes: &[String]) -> Result<Vec<u8>> {
+    let mut dockerfile = String::from("FROM scratch\nADD rootfs.tar /\n");
+    for c in changes {
+        dockerfile.push_str(c);
+        dockerfile.push('\n');
+    }
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        ("Dockerfile", dockerfile.into_bytes()),
+        ("rootfs.tar", rootfs),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, name, data.as_slice())
+            .map_err(|e| Error::io("cannot pack a build context", e))?;
+    }
+    b.into_inner()
+        .map_err(|e| Error::io("cannot pack a build context", e))
 }
 
 /// An image imported from a root filesystem: a directory (packed as is,

@@ -320,6 +320,16 @@ mod tests {
     }
 
     #[test]
+    fn loopback_engines_are_local() {
+        for host in ["127.0.0.1", "localhost", "::1", "127.0.0.2"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["10.1.2.3", "docker.example", "0.0.0.1"] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+
+    #[test]
     fn first_host_of_a_subnet() {
         assert_eq!(
             first_host("172.17.0.0/16"),

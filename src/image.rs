@@ -332,6 +332,23 @@ pub(crate) async fn import_tar(reference: &str, tar: Vec<u8>, changes: Vec<Strin
     if present(reference).await? {
         return Ok(());
     }
+    if crate::engine::engine().await?.is_podman() {
+        // Podman's import keeps only a single change; a build keeps all.
+        let context = crate::build::rootfs_context(tar, &changes)?;
+        let kind = changes
+            .iter()
+            .find_map(|c| c.strip_prefix(&format!("LABEL {LABEL_IMAGE}=")))
+            .unwrap_or("import")
+            .to_string();
+        return crate::build::build_context(
+            reference,
+            context,
+            "Dockerfile",
+            HashMap::new(),
+            &kind,
+        )
+        .await;
+    }
     // The tag goes inside `repo`: Podman ignores a separate `tag`.
     let opts = CreateImageOptionsBuilder::new()
         .from_src("-")

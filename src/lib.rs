@@ -42,6 +42,7 @@
 mod build;
 mod container;
 mod discovery;
+mod doctor;
 mod engine;
 mod error;
 mod exec;
@@ -64,6 +65,7 @@ mod watchdog;
 pub use bollard;
 pub use build::{DockerfileImage, RootfsImage};
 pub use container::{Logs, TestContainer};
+pub use doctor::{doctor, Check, Report};
 pub use engine::{docker, host_bind_address, Docker};
 pub use error::{Error, Result};
 pub use exec::{Exec, ExecOutput};

@@ -233,15 +233,22 @@ pub(crate) async fn list(docker: &bollard::Docker, label: &str) -> Result<Vec<Fo
     let filters = HashMap::from([("label", vec![label.to_string()])]);
     let op = |what: &str, e| Error::docker(format!("list {what} labelled {label}"), e);
     let mut found = Vec::new();
-    let containers = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .map_err(|e| op("containers", e))?;
+    let opts = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    // Podman briefly reports a container being killed as "stopped", a state
+    // bollard cannot read; it passes within moments, so look again.
+    let mut tries = 0;
+    let containers = loop {
+        match docker.list_containers(Some(opts.clone())).await {
+            Err(bollard::errors::Error::JsonDataError { .. }) if tries < 40 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => break other.map_err(|e| op("containers", e))?,
+        }
+    };
     for c in containers {
         let id = c.id.unwrap_or_default();
         let name = c

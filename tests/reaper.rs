@@ -160,16 +160,20 @@ async fn owned_by(session: &str) -> usize {
     let d = testdock::docker().await.unwrap();
     let d = d.bollard();
     let filters = HashMap::from([("label", vec![format!("testdock.session={session}")])]);
-    let c = d
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .unwrap()
-        .len();
+    let opts = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let c = loop {
+        match d.list_containers(Some(opts.clone())).await {
+            // Podman's transient "stopped" state, unreadable by bollard:
+            // something is still there.
+            Err(testdock::bollard::errors::Error::JsonDataError { .. }) => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            other => break other.unwrap().len(),
+        }
+    };
     let n = d
         .list_networks(Some(
             testdock::bollard::query_parameters::ListNetworksOptionsBuilder::new()
