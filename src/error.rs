@@ -73,6 +73,18 @@ pub enum Error {
         port: u16,
     },
 
+    /// An SQL script (a migration or init SQL) failed while building a
+    /// template database; the half-made template has been dropped.
+    #[error("migration `{file}` failed at line {line}: {message}")]
+    Migration {
+        /// The script: its path as given, or the name of an SQL string.
+        file: String,
+        /// psql's line number: where the failing statement ends.
+        line: u32,
+        /// The server's error, with psql's LINE/DETAIL/HINT lines.
+        message: String,
+    },
+
     /// A command exited with a non-zero code where success was required.
     #[error("command `{command}` in {container} ({image}) exited with {exit_code}: {stderr_tail}")]
     ExecFailed {

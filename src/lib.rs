@@ -33,6 +33,8 @@
 //! - `watchdog.rs`: the process that cleans up after a killed one.
 //! - [`sweep`] (`sweep.rs`): removes what dead sessions left.
 //! - [`SharedContainer`] (`shared.rs`): one container per process.
+//! - [`postgres`] (`modules/postgres.rs`): a shared PostgreSQL server and a
+//!   fresh database per test, cloned from a template of the migrations.
 //!
 //! All Docker traffic runs on one small runtime owned by testdock, so every
 //! async method works from `#[tokio::test]` (either flavour), from a plain
@@ -50,6 +52,7 @@ mod files;
 mod host_image;
 mod image;
 mod logs;
+mod modules;
 mod network;
 mod reaper;
 mod session;
@@ -73,6 +76,7 @@ pub use files::{CopyIn, FileCopy};
 pub use host_image::HostImage;
 pub use image::{ensure_image, Image, PullPolicy, LABEL_IMAGE};
 pub use logs::{LogLine, LogSource, LogStream};
+pub use modules::postgres;
 pub use network::TestNetwork;
 pub use session::{
     session_id, LABEL_EXPIRES, LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_PID_START, LABEL_SESSION,
@@ -99,4 +103,7 @@ fn _assert_impls() {
     send_sync::<ExecOutput>();
     send_sync::<TestNetwork>();
     send_sync::<TestStack>();
+    send_sync::<postgres::TestDatabase>();
+    send_sync::<postgres::PostgresServer>();
+    send_sync::<postgres::SharedPostgres>();
 }

@@ -1,0 +1,4 @@
+//! Ready-made fixtures for common servers, each a public module of the
+//! crate (`testdock::postgres`).
+
+pub mod postgres;
