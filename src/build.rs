@@ -11,7 +11,7 @@ use globset::{GlobBuilder, GlobMatcher};
 
 use crate::engine::{client, on_engine};
 use crate::error::{Error, Result};
-use crate::image::{hash_hex, import_tar, once_per_process, present, LABEL_IMAGE};
+use crate::image::{hash_hex, image_changes, import_tar, once_per_process, present, LABEL_IMAGE};
 use crate::util::tail_lines;
 
 /// An image built from a Dockerfile and its context directory with the
@@ -240,12 +240,7 @@ impl RootfsImage {
         })
         .await
         .expect("packing a root filesystem panicked")?;
-        let mut changes: Vec<String> = self.env.iter().map(|e| format!("ENV {e}")).collect();
-        changes.push(format!("LABEL {LABEL_IMAGE}=rootfs"));
-        if let Some(cmd) = &self.cmd {
-            let json: Vec<String> = cmd.iter().map(|a| format!("{a:?}")).collect();
-            changes.push(format!("CMD [{}]", json.join(", ")));
-        }
+        let changes = image_changes(&self.env, self.cmd.as_deref(), "rootfs");
         let reference = format!("{}:{}", self.repository, hash_hex(&tar, &changes));
         let r = reference.clone();
         once_per_process(format!("import {reference}"), async move {

@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 
 use crate::engine::{client, engine, on_engine};
 use crate::error::{status_of, Error, Result};
-use crate::exec::{drive, Exec, ExecOutput, Streams};
+use crate::exec::{Exec, ExecOutput, Io};
 use crate::image::ensure_named;
 use crate::reaper::{self, Owned};
 use crate::session::{labels, session_id, LABEL_SESSION};
@@ -176,28 +176,16 @@ async fn run_attached(c: &TestContainer, spec: &ContainerSpec) -> Result<ExecOut
         .start_container(&c.id, None)
         .await
         .map_err(|e| Error::docker(op(), e))?;
-    let mut out = Streams::default();
-    let io = drive(
-        attached.output,
-        attached.input,
-        spec.stdin.clone(),
-        &mut out,
-    );
-    let finished = match spec.timeout {
-        Some(t) => tokio::time::timeout(t, io).await.ok(),
-        None => Some(io.await),
+    let io = Io {
+        output: attached.output,
+        input: attached.input,
+        stdin: spec.stdin.clone(),
+        timeout: spec.timeout,
     };
-    match finished {
-        Some(r) => r.map_err(|e| Error::docker(op(), e))?,
-        None => {
-            return Err(Error::Timeout {
-                container: c.name.clone(),
-                command: shell_join(&command),
-                timeout: spec.timeout.unwrap_or_default(),
-                output: Box::new(ExecOutput::new(out.stdout, out.stderr, -1)),
-            })
-        }
-    }
+    let out = io
+        .run(&c.name, &shell_join(&command))
+        .await
+        .map_err(|e| e.or_docker(op()))?;
     let code = wait_exit(docker, &c.id)
         .await
         .map_err(|e| Error::docker(op(), e))?;

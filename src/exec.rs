@@ -256,27 +256,72 @@ pub(crate) async fn run_exec(
     let StartExecResults::Attached { output, input } = started else {
         unreachable!("exec started detached although detach was false")
     };
-    let mut out = Streams::default();
-    let io = drive(output, input, opts.stdin, &mut out);
-    let finished = match opts.timeout {
-        Some(t) => tokio::time::timeout(t, io).await.ok(),
-        None => Some(io.await),
+    let io = Io {
+        output,
+        input,
+        stdin: opts.stdin,
+        timeout: opts.timeout,
     };
-    match finished {
-        Some(r) => r.map_err(|e| Error::docker(op(), e))?,
-        None => {
-            return Err(Error::Timeout {
-                container: name.to_string(),
-                command,
-                timeout: opts.timeout.unwrap_or_default(),
-                output: Box::new(ExecOutput::new(out.stdout, out.stderr, -1)),
-            })
-        }
-    }
+    let out = io
+        .run(name, &command)
+        .await
+        .map_err(|e| e.or_docker(op()))?;
     let exit_code = exit_code(docker, &exec_id)
         .await
         .map_err(|e| Error::docker(op(), e))?;
     Ok(ExecOutput::new(out.stdout, out.stderr, exit_code))
+}
+
+/// An attached process's streams, its stdin, and how long it may take.
+pub(crate) struct Io {
+    pub(crate) output:
+        Pin<Box<dyn Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>> + Send>>,
+    pub(crate) input: Pin<Box<dyn AsyncWrite + Send>>,
+    pub(crate) stdin: Option<Vec<u8>>,
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// Why draining stopped early.
+pub(crate) enum IoError {
+    /// The engine's stream failed.
+    Docker(bollard::errors::Error),
+    /// The timeout ran out; the error carries what was printed.
+    Timeout(Error),
+}
+
+impl IoError {
+    pub(crate) fn or_docker(self, op: String) -> Error {
+        match self {
+            IoError::Docker(e) => Error::docker(op, e),
+            IoError::Timeout(e) => e,
+        }
+    }
+}
+
+impl Io {
+    /// Feeds stdin and drains both streams to the end, within the timeout.
+    /// `container` and `command` name it in a timeout error.
+    pub(crate) async fn run(
+        self,
+        container: &str,
+        command: &str,
+    ) -> std::result::Result<Streams, IoError> {
+        let mut out = Streams::default();
+        let io = drive(self.output, self.input, self.stdin, &mut out);
+        let finished = match self.timeout {
+            Some(t) => tokio::time::timeout(t, io).await.ok(),
+            None => Some(io.await),
+        };
+        match finished {
+            Some(r) => r.map(|()| out).map_err(IoError::Docker),
+            None => Err(IoError::Timeout(Error::Timeout {
+                container: container.to_string(),
+                command: command.to_string(),
+                timeout: self.timeout.unwrap_or_default(),
+                output: Box::new(ExecOutput::new(out.stdout, out.stderr, -1)),
+            })),
+        }
+    }
 }
 
 /// The two output streams, appended to as frames arrive.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::engine::on_engine;
 use crate::error::{Error, Result};
-use crate::image::{hash_hex, import_tar, once_per_process, LABEL_IMAGE};
+use crate::image::{hash_hex, image_changes, import_tar, once_per_process};
 
 /// An image packed from this machine's own files: executables plus the
 /// shared libraries they load (as `ldd` lists them), and any other files or
@@ -176,13 +176,7 @@ impl HostImage {
 
     /// Dockerfile instructions applied on import.
     fn changes(&self) -> Vec<String> {
-        let mut c: Vec<String> = self.env.iter().map(|e| format!("ENV {e}")).collect();
-        c.push(format!("LABEL {LABEL_IMAGE}=host"));
-        if let Some(cmd) = &self.cmd {
-            let json: Vec<String> = cmd.iter().map(|a| format!("{a:?}")).collect();
-            c.push(format!("CMD [{}]", json.join(", ")));
-        }
-        c
+        image_changes(&self.env, self.cmd.as_deref(), "host")
     }
 
     /// The root filesystem as a reproducible tar: sorted, zero mtimes, owned

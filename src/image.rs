@@ -364,6 +364,20 @@ pub(crate) async fn import_tar(reference: &str, tar: Vec<u8>, changes: Vec<Strin
     Ok(())
 }
 
+/// The Dockerfile lines an imported image gets: its environment, the
+/// `testdock.image=<kind>` label, and its command (as JSON, the exec form).
+pub(crate) fn image_changes(env: &[String], cmd: Option<&[String]>, kind: &str) -> Vec<String> {
+    let mut c: Vec<String> = env.iter().map(|e| format!("ENV {e}")).collect();
+    c.push(format!("LABEL {LABEL_IMAGE}={kind}"));
+    if let Some(cmd) = cmd {
+        c.push(format!(
+            "CMD {}",
+            serde_json::to_string(cmd).unwrap_or_default()
+        ));
+    }
+    c
+}
+
 /// A short content hash for tags: 16 hex digits of SHA-256 over the tar and
 /// the extra inputs.
 pub(crate) fn hash_hex(tar: &[u8], extra: &[String]) -> String {
