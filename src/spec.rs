@@ -359,8 +359,9 @@ impl ContainerSpec {
     }
 
     /// Sets Docker's healthcheck: `cmd` run in the container every
-    /// `interval` (exit 0 = healthy). Wait for it with
-    /// [`WaitFor::healthy`].
+    /// `interval` (exit 0 = healthy; three failures in a row = unhealthy).
+    /// Wait for it with [`WaitFor::healthy`], which fails at once on
+    /// unhealthy: pick an interval that lets the service start.
     pub fn healthcheck(
         mut self,
         cmd: impl IntoIterator<Item = impl Into<String>>,

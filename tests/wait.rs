@@ -166,8 +166,10 @@ async fn http_status_on_a_path() {
 #[ignore = "requires Docker"]
 async fn healthcheck_healthy_and_unhealthy() {
     let c = ContainerSpec::new(shell())
-        .cmd(["sh", "-c", "sleep 1; touch /tmp/ok; exec sleep infinity"])
-        .healthcheck(["sh", "-c", "test -f /tmp/ok"], Duration::from_millis(200))
+        // Healthy within the first checks; unhealthy only after three
+        // failures in a row (1.5 s), so the margin is wide.
+        .cmd(["sh", "-c", "sleep 0.3; touch /tmp/ok; exec sleep infinity"])
+        .healthcheck(["sh", "-c", "test -f /tmp/ok"], Duration::from_millis(500))
         .wait_for(WaitFor::healthy())
         .start()
         .await
