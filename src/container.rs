@@ -539,7 +539,9 @@ impl TestContainer {
         self.forget_ports();
         on_engine(async move {
             let opts = StopContainerOptionsBuilder::new()
-                .t(grace.as_secs().try_into().unwrap_or(i32::MAX))
+                .t((grace.as_secs() + u64::from(grace.subsec_nanos() > 0))
+                    .try_into()
+                    .unwrap_or(i32::MAX))
                 .build();
             match client().await?.stop_container(&id, Some(opts)).await {
                 // 304: already stopped.
@@ -703,7 +705,7 @@ fn print_logs_tail(id: &str, name: &str) {
     let (tx, rx) = std::sync::mpsc::channel();
     let id = id.to_string();
     crate::engine::spawn_detached(async move {
-        let _ = tx.send(read_logs(id).await);
+        let _ = tx.send(read_logs_tail(id, FAILURE_LOG_LINES).await);
     });
     let logs = match rx.recv_timeout(FAILURE_LOGS_WAIT) {
         Ok(Ok(logs)) => logs,
@@ -722,8 +724,21 @@ fn print_logs_tail(id: &str, name: &str) {
 }
 
 pub(crate) async fn read_logs(id: String) -> Result<Logs> {
+    read_logs_opts(id, None).await
+}
+
+/// The last `lines` lines of each stream: a bounded read, for messages.
+pub(crate) async fn read_logs_tail(id: String, lines: usize) -> Result<Logs> {
+    read_logs_opts(id, Some(lines)).await
+}
+
+async fn read_logs_opts(id: String, tail: Option<usize>) -> Result<Logs> {
     let docker = client().await?;
-    let opts = LogsOptionsBuilder::new().stdout(true).stderr(true).build();
+    let mut opts = LogsOptionsBuilder::new().stdout(true).stderr(true);
+    if let Some(n) = tail {
+        opts = opts.tail(&n.to_string());
+    }
+    let opts = opts.build();
     let mut stream = docker.logs(&id, Some(opts));
     let mut logs = Logs::default();
     while let Some(frame) = stream.next().await {

@@ -221,6 +221,11 @@ fn on_session_start(engine: &Docker) {
 }
 
 async fn try_endpoint(endpoint: &str, source: &str) -> std::result::Result<Docker, String> {
+    if let Some(name) = endpoint.strip_prefix("context:") {
+        return Err(format!(
+            "no Docker context named `{name}`; see `docker context ls` or unset DOCKER_CONTEXT"
+        ));
+    }
     let (client, host) = if let Some(path) = endpoint.strip_prefix("unix://") {
         if !std::path::Path::new(path).exists() {
             return Err("no such socket".into());

@@ -133,7 +133,8 @@ impl Image {
                         if !present(&n).await? {
                             return Err(Error::ImageUnavailable {
                                 image: n,
-                                reason: "it is not present and the pull policy is never;                                          load it (`docker load`) or build it locally"
+                                reason: "it is not present and the pull policy is never; \
+                                         load it (`docker load`) or build it locally"
                                     .into(),
                             });
                         }
@@ -367,7 +368,21 @@ pub(crate) async fn import_tar(reference: &str, tar: Vec<u8>, changes: Vec<Strin
 /// The Dockerfile lines an imported image gets: its environment, the
 /// `testdock.image=<kind>` label, and its command (as JSON, the exec form).
 pub(crate) fn image_changes(env: &[String], cmd: Option<&[String]>, kind: &str) -> Vec<String> {
-    let mut c: Vec<String> = env.iter().map(|e| format!("ENV {e}")).collect();
+    // Quoted and escaped: Dockerfile ENV splits on spaces and expands `$`.
+    let mut c: Vec<String> = env
+        .iter()
+        .map(|e| {
+            let (k, v) = e.split_once('=').unwrap_or((e, ""));
+            let v: String = v
+                .chars()
+                .flat_map(|ch| match ch {
+                    '"' | '\\' | '$' => vec!['\\', ch],
+                    ch => vec![ch],
+                })
+                .collect();
+            format!("ENV {k}=\"{v}\"")
+        })
+        .collect();
     c.push(format!("LABEL {LABEL_IMAGE}={kind}"));
     if let Some(cmd) = cmd {
         c.push(format!(

@@ -79,7 +79,8 @@ pub use logs::{LogLine, LogSource, LogStream};
 pub use modules::postgres;
 pub use network::TestNetwork;
 pub use session::{
-    session_id, LABEL_EXPIRES, LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_PID_START, LABEL_SESSION,
+    session_id, LABEL_EXPIRES, LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_PID_NS, LABEL_PID_START,
+    LABEL_SESSION,
 };
 pub use shared::SharedContainer;
 pub use spec::ContainerSpec;

@@ -100,6 +100,10 @@ impl TestNetwork {
     /// holds it after the wait.
     pub async fn teardown(mut self) -> Result<()> {
         self.armed = false;
+        if reaper::keep(false) {
+            // Kept containers still use it; it goes when they expire.
+            return Ok(());
+        }
         let id = std::mem::take(&mut self.id);
         on_engine(async move { remove(&id).await }).await
     }
@@ -107,7 +111,9 @@ impl TestNetwork {
 
 impl Drop for TestNetwork {
     fn drop(&mut self) {
-        if self.armed {
+        // A failing test's kept containers still use it; the sweep removes
+        // it when they expire.
+        if self.armed && !reaper::keep(std::thread::panicking()) {
             let id = std::mem::take(&mut self.id);
             reaper::queue(async move {
                 if let Err(e) = remove(&id).await {

@@ -147,12 +147,20 @@ pub(crate) fn remove_in_background(id: String, owned: Owned) {
 /// Runs cleanup work on the engine runtime, counted so the exit hook can
 /// wait for it.
 pub(crate) fn queue(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    /// Counts the work done however it ends, a panic included, so the exit
+    /// hook never waits for work that is gone.
+    struct Done;
+    impl Drop for Done {
+        fn drop(&mut self) {
+            let (count, done) = &*PENDING;
+            *lock(count) -= 1;
+            done.notify_all();
+        }
+    }
     *lock(&PENDING.0) += 1;
     spawn_detached(async move {
+        let _done = Done;
         work.await;
-        let (count, done) = &*PENDING;
-        *lock(count) -= 1;
-        done.notify_all();
     });
 }
 

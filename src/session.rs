@@ -16,6 +16,9 @@ pub const LABEL_PID: &str = "testdock.pid";
 pub const LABEL_PID_START: &str = "testdock.pidstart";
 /// The creating machine's hostname.
 pub const LABEL_HOST: &str = "testdock.host";
+/// The creating process's pid namespace and boot: pids are only comparable
+/// within one, so the sweep judges owners by pid only there.
+pub const LABEL_PID_NS: &str = "testdock.pidns";
 /// Unix seconds after which any sweeper may remove the resource.
 pub const LABEL_EXPIRES: &str = "testdock.expires";
 
@@ -49,6 +52,9 @@ pub(crate) fn labels() -> HashMap<String, String> {
         l.insert(LABEL_PID_START.into(), start.to_string());
     }
     l.insert(LABEL_HOST.into(), hostname().into());
+    if let Some(ns) = pid_namespace() {
+        l.insert(LABEL_PID_NS.into(), ns.into());
+    }
     l.insert(LABEL_EXPIRES.into(), expires.to_string());
     l
 }
@@ -64,6 +70,17 @@ pub(crate) fn hostname() -> &'static str {
             .unwrap_or_else(|| "unknown".into())
     });
     &HOST
+}
+
+/// This process's pid namespace and the boot it belongs to, e.g.
+/// `pid:[4026531836]@<boot id>`; read once.
+pub(crate) fn pid_namespace() -> Option<&'static str> {
+    static NS: Lazy<Option<String>> = Lazy::new(|| {
+        let ns = std::fs::read_link("/proc/self/ns/pid").ok()?;
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        Some(format!("{}@{}", ns.display(), boot.trim()))
+    });
+    NS.as_deref()
 }
 
 /// Field 22 of `/proc/<pid>/stat`: the start time in clock ticks since boot.

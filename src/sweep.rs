@@ -8,12 +8,13 @@ use crate::engine::{client, on_engine};
 use crate::error::Result;
 use crate::reaper::{list, remove_all, Found};
 use crate::session::{
-    hostname, process_start_ticks, session_id, LABEL_EXPIRES, LABEL_HOST, LABEL_MANAGED, LABEL_PID,
-    LABEL_PID_START, LABEL_SESSION,
+    pid_namespace, process_start_ticks, session_id, LABEL_EXPIRES, LABEL_MANAGED, LABEL_PID,
+    LABEL_PID_NS, LABEL_PID_START, LABEL_SESSION,
 };
 
-/// Removes testdock resources whose owner is dead — on this host, its pid is
-/// gone or now belongs to a process that started later — or whose
+/// Removes testdock resources whose owner is dead — in this pid namespace
+/// (this host, this boot), its pid is gone or now belongs to a process that
+/// started later — or whose
 /// `testdock.expires` has passed. Resources of a live owner are never
 /// touched, on this host or another; kept containers (`TESTDOCK_KEEP`)
 /// stay until they expire.
@@ -39,7 +40,7 @@ pub(crate) async fn sweep_on_engine() -> Result<usize> {
     let stale: Vec<Found> = found
         .into_iter()
         .filter(|f| {
-            is_stale(&f.labels, f.is_kept(), now, hostname(), &|pid| {
+            is_stale(&f.labels, f.is_kept(), now, pid_namespace(), &|pid| {
                 process_start_ticks(pid)
             })
         })
@@ -53,7 +54,7 @@ fn is_stale(
     labels: &HashMap<String, String>,
     kept: bool,
     now: u64,
-    this_host: &str,
+    this_pid_ns: Option<&str>,
     start_of: &dyn Fn(u32) -> Option<u64>,
 ) -> bool {
     if labels.get(LABEL_SESSION).map(String::as_str) == Some(session_id()) {
@@ -66,7 +67,12 @@ fn is_stale(
     if expired {
         return true;
     }
-    if kept || labels.get(LABEL_HOST).map(String::as_str) != Some(this_host) {
+    // A pid means something only in the pid namespace (and boot) it was
+    // read in: two CI jobs in containers on one daemon share a hostname but
+    // not their pids. Elsewhere, wait for expiry.
+    let same_ns =
+        this_pid_ns.is_some() && labels.get(LABEL_PID_NS).map(String::as_str) == this_pid_ns;
+    if kept || !same_ns {
         return false;
     }
     let Some(pid) = labels.get(LABEL_PID).and_then(|p| p.parse().ok()) else {
@@ -101,7 +107,7 @@ mod tests {
     fn owner(pid: &str, start: &str, expires: &str) -> HashMap<String, String> {
         labels(&[
             (LABEL_SESSION, "other-session"),
-            (LABEL_HOST, "here"),
+            (LABEL_PID_NS, "here"),
             (LABEL_PID, pid),
             (LABEL_PID_START, start),
             (LABEL_EXPIRES, expires),
@@ -115,7 +121,7 @@ mod tests {
             &owner("42", "7", "2000000"),
             false,
             NOW,
-            "here",
+            Some("here"),
             &none
         ));
     }
@@ -127,14 +133,14 @@ mod tests {
             &owner("42", "7", "2000000"),
             false,
             NOW,
-            "here",
+            Some("here"),
             &alive
         ));
         assert!(is_stale(
             &owner("42", "7", "999999"),
             false,
             NOW,
-            "here",
+            Some("here"),
             &alive
         ));
     }
@@ -146,35 +152,49 @@ mod tests {
             &owner("42", "7", "2000000"),
             false,
             NOW,
-            "here",
+            Some("here"),
             &reused
         ));
     }
 
     #[test]
-    fn other_hosts_and_kept_containers_wait_for_expiry() {
+    fn other_pid_namespaces_and_kept_containers_wait_for_expiry() {
         let none = |_| None;
+        // No namespace of our own to compare with: never judged by pid.
         assert!(!is_stale(
             &owner("42", "7", "2000000"),
             false,
             NOW,
-            "elsewhere",
+            None,
+            &none
+        ));
+        assert!(!is_stale(
+            &owner("42", "7", "2000000"),
+            false,
+            NOW,
+            Some("elsewhere"),
             &none
         ));
         assert!(!is_stale(
             &owner("42", "7", "2000000"),
             true,
             NOW,
-            "here",
+            Some("here"),
             &none
         ));
-        assert!(is_stale(&owner("42", "7", "1"), true, NOW, "here", &none));
+        assert!(is_stale(
+            &owner("42", "7", "1"),
+            true,
+            NOW,
+            Some("here"),
+            &none
+        ));
     }
 
     #[test]
     fn own_session_is_never_swept() {
         let mut l = owner("42", "7", "1");
         l.insert(LABEL_SESSION.into(), session_id().into());
-        assert!(!is_stale(&l, false, NOW, "here", &|_| None));
+        assert!(!is_stale(&l, false, NOW, Some("here"), &|_| None));
     }
 }

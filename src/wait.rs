@@ -256,12 +256,12 @@ async fn wait_one(t: &Target<'_>, w: &WaitFor, deadline: Instant) -> Step {
             stream,
             times,
         } => log_line(t, text, *stream, *times, deadline).await,
-        Kind::Port(p) => poll(t, deadline, || port_served(t, *p)).await,
+        Kind::Port(p) => poll(t, deadline, false, || port_served(t, *p)).await,
         Kind::Http { port, path, status } => {
-            poll(t, deadline, || http_status(t, *port, path, *status)).await
+            poll(t, deadline, false, || http_status(t, *port, path, *status)).await
         }
-        Kind::Healthy => poll(t, deadline, || async { Ok(false) }).await,
-        Kind::Command(cmd) => poll(t, deadline, || command_ok(t, cmd)).await,
+        Kind::Healthy => poll(t, deadline, true, || async { Ok(false) }).await,
+        Kind::Command(cmd) => poll(t, deadline, false, || command_ok(t, cmd)).await,
         Kind::Exit(code) => exited(t, *code, deadline).await,
         Kind::Delay(d) => {
             if Instant::now() + *d > deadline {
@@ -280,19 +280,10 @@ async fn wait_one(t: &Target<'_>, w: &WaitFor, deadline: Instant) -> Step {
 }
 
 /// The container's state, as far as waiting cares: `Err` if it can no
-/// longer become ready; `Ok(true)` if its healthcheck says healthy.
-async fn check_state(t: &Target<'_>) -> std::result::Result<bool, Stop> {
-    let docker = client().await.map_err(|e| Stop::Failed(e.to_string()))?;
-    let info = match docker.inspect_container(t.id, None).await {
-        Ok(info) => info,
-        // Podman names a stopped container's state "stopped", which bollard
-        // cannot read: it is not running either way.
-        Err(bollard::errors::Error::JsonDataError { .. }) => {
-            return Err(Stop::Failed("it stopped".into()))
-        }
-        Err(e) => return Err(Stop::Failed(format!("it could not be inspected: {e}"))),
-    };
-    let state = info.state.unwrap_or_default();
+/// longer become ready; else its healthcheck's verdict (`None`: it has
+/// none).
+async fn check_state(t: &Target<'_>) -> std::result::Result<Option<bool>, Stop> {
+    let state = inspect_state(t).await?;
     if state.running != Some(true) {
         let code = state.exit_code.unwrap_or(-1);
         let oom = if state.oom_killed == Some(true) {
@@ -302,36 +293,79 @@ async fn check_state(t: &Target<'_>) -> std::result::Result<bool, Stop> {
         };
         return Err(Stop::Failed(format!("it exited with code {code}{oom}")));
     }
-    match state.health.and_then(|h| h.status) {
-        Some(HealthStatusEnum::UNHEALTHY) => Err(Stop::Failed("it turned unhealthy".into())),
-        Some(HealthStatusEnum::HEALTHY) => Ok(true),
-        _ => Ok(false),
+    match state.health.map(|h| h.status) {
+        // No healthcheck configured.
+        None | Some(None | Some(HealthStatusEnum::NONE)) => Ok(None),
+        Some(Some(HealthStatusEnum::UNHEALTHY)) => Err(Stop::Failed("it turned unhealthy".into())),
+        Some(Some(HealthStatusEnum::HEALTHY)) => Ok(Some(true)),
+        Some(Some(_)) => Ok(Some(false)),
+    }
+}
+
+async fn inspect_state(
+    t: &Target<'_>,
+) -> std::result::Result<bollard::models::ContainerState, Stop> {
+    let docker = client().await.map_err(|e| Stop::Failed(e.to_string()))?;
+    match docker.inspect_container(t.id, None).await {
+        Ok(info) => Ok(info.state.unwrap_or_default()),
+        // Podman names a stopped container's state "stopped", which bollard
+        // cannot read: it is not running either way.
+        Err(bollard::errors::Error::JsonDataError { .. }) => Err(Stop::Failed("it stopped".into())),
+        Err(e) => Err(Stop::Failed(format!("it could not be inspected: {e}"))),
     }
 }
 
 /// Polls `probe` until it says ready, watching the container between
-/// tries so an exit fails at once. A healthcheck strategy is the state
-/// check alone.
-async fn poll<F, Fut>(t: &Target<'_>, deadline: Instant, mut probe: F) -> Step
+/// tries so an exit fails at once. For the healthcheck strategy
+/// (`healthcheck`), the state check is the probe.
+async fn poll<F, Fut>(t: &Target<'_>, deadline: Instant, healthcheck: bool, mut probe: F) -> Step
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = std::result::Result<bool, Stop>>,
 {
     loop {
-        let healthy = check_state(t).await?;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        // Every engine call stays under the deadline, a wedged daemon too.
+        let health = match tokio::time::timeout(remaining, check_state(t)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(Stop::TimedOut),
+        };
+        if healthcheck {
+            match health {
+                Some(true) => return Ok(()),
+                None => {
+                    return Err(Stop::Failed(
+                        "it has no healthcheck; set one with ContainerSpec::healthcheck(cmd, interval) \
+                         or wait for something else"
+                            .into(),
+                    ))
+                }
+                Some(false) => {}
+            }
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(Stop::TimedOut);
         }
-        let ready = match tokio::time::timeout(remaining, probe()).await {
-            Ok(r) => r?,
-            Err(_) => return Err(Stop::TimedOut),
-        };
-        if ready || healthy {
-            return Ok(());
+        if !healthcheck {
+            let ready = match tokio::time::timeout(remaining, probe()).await {
+                Ok(r) => r?,
+                Err(_) => return Err(Stop::TimedOut),
+            };
+            if ready {
+                return Ok(());
+            }
         }
         tokio::time::sleep(POLL.min(remaining)).await;
     }
+}
+
+/// An RFC 3339 UTC timestamp as a sortable key: `2024-05-01T10:00:00.5Z`
+/// and `…00.500000000Z` compare equal.
+fn time_key(ts: &str) -> Option<(String, String)> {
+    let ts = ts.strip_suffix('Z')?;
+    let (secs, frac) = ts.split_once('.').unwrap_or((ts, ""));
+    (secs.len() == 19).then(|| (secs.to_string(), format!("{frac:0<9}")))
 }
 
 async fn log_line(
@@ -342,11 +376,29 @@ async fn log_line(
     deadline: Instant,
 ) -> Step {
     let docker = client().await.map_err(|e| Stop::Failed(e.to_string()))?;
+    // Only lines of the current run count: after a restart, the previous
+    // run's "ready" is still in the log.
+    let since = docker
+        .inspect_container(t.id, None)
+        .await
+        .ok()
+        .and_then(|i| i.state?.started_at)
+        .and_then(|s| time_key(&s));
     let opts = LogsOptionsBuilder::new()
         .follow(true)
+        .timestamps(true)
         .stdout(stream != Stream::Stderr)
         .stderr(stream != Stream::Stdout)
         .build();
+    // "<timestamp> <text>": the text, if the line is of the current run.
+    let current = |line: &[u8]| -> Option<String> {
+        let line = String::from_utf8_lossy(line);
+        let (ts, text) = line.split_once(' ')?;
+        match (&since, time_key(ts)) {
+            (Some(since), Some(at)) if at < *since => None,
+            _ => Some(text.to_string()),
+        }
+    };
     let mut logs = docker.logs(t.id, Some(opts));
     let mut seen = 0;
     // Frames are not lines: keep the unfinished tail of each stream.
@@ -361,7 +413,7 @@ async fn log_line(
             buf.extend_from_slice(&bytes);
             while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=nl).collect();
-                if String::from_utf8_lossy(&line).contains(text) {
+                if current(&line).is_some_and(|l| l.contains(text)) {
                     seen += 1;
                     if seen >= times {
                         return Ok(());
@@ -372,7 +424,7 @@ async fn log_line(
         // The log stream ends when the container stops.
         let last = [&out, &err]
             .iter()
-            .any(|b| String::from_utf8_lossy(b).contains(text));
+            .any(|b| current(b).is_some_and(|l| l.contains(text)));
         if last && seen + 1 >= times {
             return Ok(());
         }
@@ -500,7 +552,11 @@ fn parse_status(head: &[u8]) -> Option<u16> {
 
 /// The last lines of both streams, for error messages.
 async fn logs_tail(id: &str) -> String {
-    match crate::container::read_logs(id.to_string()).await {
+    let read = crate::container::read_logs_tail(id.to_string(), 20);
+    match tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .unwrap_or_else(|_| Err(Error::InvalidSpec("no answer within 5s".into())))
+    {
         Ok(logs) => {
             let mut s = String::new();
             for (name, text) in [
@@ -550,6 +606,15 @@ mod tests {
         assert!(listens_on(table, 8080));
         assert!(!listens_on(table, 53), "established, not listening");
         assert!(!listens_on(table, 80));
+    }
+
+    #[test]
+    fn timestamps_compare_whatever_their_precision() {
+        let a = time_key("2026-11-22T16:40:01.5Z").unwrap();
+        assert_eq!(Some(a.clone()), time_key("2026-11-22T16:40:01.500000000Z"));
+        assert!(time_key("2026-11-22T16:40:01.123456789Z").unwrap() < a);
+        assert!(time_key("2026-11-22T16:40:02Z").unwrap() > a);
+        assert_eq!(time_key("garbage"), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ async fn a_host_image_is_tagged_by_content_and_reused() {
     let img = HostImage::new("testdock/test-echo")
         .binary("echo")
         .file("/etc/greeting", "packed\n", 0o644)
+        .env("OPTS", "-Xmx1g -Xms1g \"$HOME\"")
         .cmd(["echo", "default cmd"]);
     let first = img.build().await.unwrap();
     assert!(first.starts_with("testdock/test-echo:"), "{first}");
@@ -22,6 +23,11 @@ async fn a_host_image_is_tagged_by_content_and_reused() {
     let config = info.config.unwrap();
     assert_eq!(config.labels.unwrap()["testdock.image"], "host");
     assert_eq!(config.cmd.unwrap(), ["echo", "default cmd"]);
+    // Spaces, quotes and `$` survive the Dockerfile syntax of the import.
+    assert!(
+        config.env.unwrap().contains(&"OPTS=-Xmx1g -Xms1g \"$HOME\"".to_string()),
+        "env lost its value"
+    );
 
     // Different content, different tag.
     let other = img.clone().file("/etc/greeting", "changed\n", 0o644);

@@ -480,6 +480,14 @@ async fn foreign(session: &str, pid: u32, pidstart: Option<u64>, expires: u64) -
     if let Some(s) = pidstart {
         labels.insert("testdock.pidstart".into(), s.to_string());
     }
+    // The same pid namespace as ours: the sweep judges owners by pid only
+    // there.
+    let ns = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    labels.insert(
+        testdock::LABEL_PID_NS.to_string(),
+        format!("{}@{}", ns.display(), boot.trim()),
+    );
     let body = ContainerCreateBody {
         image: Some(image),
         cmd: Some(vec!["sleep".into(), "infinity".into()]),

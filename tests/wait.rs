@@ -240,3 +240,67 @@ async fn exit_codes_commands_delays_and_combinations() {
         .unwrap();
     c.teardown().await.unwrap();
 }
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn waiting_after_a_restart_counts_only_the_new_runs_lines() {
+    // The first run says "ready" at once; after a restart it says it again
+    // only a second later.
+    let c = ContainerSpec::new(shell())
+        .cmd([
+            "sh",
+            "-c",
+            "if [ -f /tmp/ran ]; then sleep 1; else touch /tmp/ran; fi; echo ready; exec sleep infinity",
+        ])
+        .init(true)
+        .wait_for(WaitFor::stdout_line("ready"))
+        .start()
+        .await
+        .unwrap();
+    c.restart(Duration::from_secs(5)).await.unwrap();
+    c.wait_for(WaitFor::stdout_line("ready"), Duration::from_secs(20))
+        .await
+        .unwrap();
+    let logs = c.logs().await.unwrap();
+    assert_eq!(
+        logs.stdout_text().matches("ready").count(),
+        2,
+        "returned on the old run's line"
+    );
+    c.teardown().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn a_passing_healthcheck_does_not_stand_in_for_other_strategies() {
+    let c = ContainerSpec::new(shell())
+        .cmd(["sh", "-c", "sleep 1; touch /tmp/ready; exec sleep infinity"])
+        .healthcheck(["true"], Duration::from_millis(100))
+        .wait_for(WaitFor::command(["sh", "-c", "test -f /tmp/ready"]))
+        .start()
+        .await
+        .unwrap();
+    c.exec_ok(["sh", "-c", "test -f /tmp/ready"]).await.unwrap();
+    c.teardown().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn waiting_for_health_without_a_healthcheck_says_so_at_once() {
+    let err = ContainerSpec::new(shell())
+        .cmd(["sleep", "infinity"])
+        .wait_for(WaitFor::healthy())
+        .startup_timeout(Duration::from_secs(30))
+        .start()
+        .await
+        .unwrap_err();
+    match err {
+        Error::NotReady {
+            outcome, waited, ..
+        } => {
+            assert!(outcome.contains("has no healthcheck"), "{outcome}");
+            assert!(waited < Duration::from_secs(15), "{waited:?}");
+        }
+        other => panic!("expected NotReady, got {other:?}"),
+    }
+}

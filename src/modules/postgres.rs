@@ -296,7 +296,7 @@ impl Postgres {
     pub async fn start(self) -> Result<PostgresServer> {
         on_engine(async move {
             // A typo in a path must create nothing.
-            self.migrations.load()?;
+            self.migrations.load_off_runtime().await?;
             let image = match &self.image {
                 ImageChoice::Given(i) => i.clone(),
                 ImageChoice::Local => Image::named(local_image().await?),

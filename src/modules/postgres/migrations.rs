@@ -89,6 +89,15 @@ impl Migrations {
     }
 
     /// Every script, read, in order.
+    /// [`load`](Migrations::load) on a blocking thread: file reads must not
+    /// hold one of the engine runtime's two workers.
+    pub(crate) async fn load_off_runtime(&self) -> Result<Vec<Script>> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.load())
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+
     pub(crate) fn load(&self) -> Result<Vec<Script>> {
         let mut scripts = Vec::new();
         for source in &self.sources {

@@ -298,7 +298,7 @@ impl Inner {
     }
 
     async fn template(&self, migrations: &Migrations) -> Result<String> {
-        let scripts = migrations.load()?;
+        let scripts = migrations.load_off_runtime().await?;
         let name = migrations::template_name(&scripts);
         let cell = self
             .templates
