@@ -283,7 +283,7 @@ async fn wait_one(t: &Target<'_>, w: &WaitFor, deadline: Instant) -> Step {
 /// longer become ready; else its healthcheck's verdict (`None`: it has
 /// none).
 async fn check_state(t: &Target<'_>) -> std::result::Result<Option<bool>, Stop> {
-    let state = inspect_state(t).await?;
+    let (state, has_check) = inspect_state(t).await?;
     if state.running != Some(true) {
         let code = state.exit_code.unwrap_or(-1);
         let oom = if state.oom_killed == Some(true) {
@@ -293,21 +293,27 @@ async fn check_state(t: &Target<'_>) -> std::result::Result<Option<bool>, Stop> 
         };
         return Err(Stop::Failed(format!("it exited with code {code}{oom}")));
     }
-    match state.health.map(|h| h.status) {
-        // No healthcheck configured.
-        None | Some(None | Some(HealthStatusEnum::NONE)) => Ok(None),
-        Some(Some(HealthStatusEnum::UNHEALTHY)) => Err(Stop::Failed("it turned unhealthy".into())),
-        Some(Some(HealthStatusEnum::HEALTHY)) => Ok(Some(true)),
-        Some(Some(_)) => Ok(Some(false)),
+    if !has_check {
+        return Ok(None);
+    }
+    match state.health.and_then(|h| h.status) {
+        Some(HealthStatusEnum::UNHEALTHY) => Err(Stop::Failed("it turned unhealthy".into())),
+        Some(HealthStatusEnum::HEALTHY) => Ok(Some(true)),
+        _ => Ok(Some(false)),
     }
 }
 
+/// The container's state, and whether it has a healthcheck at all.
 async fn inspect_state(
     t: &Target<'_>,
-) -> std::result::Result<bollard::models::ContainerState, Stop> {
+) -> std::result::Result<(bollard::models::ContainerState, bool), Stop> {
     let docker = client().await.map_err(|e| Stop::Failed(e.to_string()))?;
     match docker.inspect_container(t.id, None).await {
-        Ok(info) => Ok(info.state.unwrap_or_default()),
+        Ok(info) => {
+            let test = info.config.and_then(|c| c.healthcheck).and_then(|h| h.test);
+            let has_check = test.is_some_and(|t| !t.is_empty() && t[0] != "NONE");
+            Ok((info.state.unwrap_or_default(), has_check))
+        }
         // Podman names a stopped container's state "stopped", which bollard
         // cannot read: it is not running either way.
         Err(bollard::errors::Error::JsonDataError { .. }) => Err(Stop::Failed("it stopped".into())),
@@ -377,12 +383,15 @@ async fn log_line(
 ) -> Step {
     let docker = client().await.map_err(|e| Stop::Failed(e.to_string()))?;
     // Only lines of the current run count: after a restart, the previous
-    // run's "ready" is still in the log.
+    // run's "ready" is still in the log. Its lines all precede the moment
+    // it finished; the current run's start time is no boundary, as a fast
+    // process prints before the engine records it.
     let since = docker
         .inspect_container(t.id, None)
         .await
         .ok()
-        .and_then(|i| i.state?.started_at)
+        .and_then(|i| i.state?.finished_at)
+        .filter(|f| !f.starts_with("0001-"))
         .and_then(|s| time_key(&s));
     let opts = LogsOptionsBuilder::new()
         .follow(true)
@@ -395,7 +404,7 @@ async fn log_line(
         let line = String::from_utf8_lossy(line);
         let (ts, text) = line.split_once(' ')?;
         match (&since, time_key(ts)) {
-            (Some(since), Some(at)) if at < *since => None,
+            (Some(since), Some(at)) if at <= *since => None,
             _ => Some(text.to_string()),
         }
     };

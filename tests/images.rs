@@ -25,7 +25,10 @@ async fn a_host_image_is_tagged_by_content_and_reused() {
     assert_eq!(config.cmd.unwrap(), ["echo", "default cmd"]);
     // Spaces, quotes and `$` survive the Dockerfile syntax of the import.
     assert!(
-        config.env.unwrap().contains(&"OPTS=-Xmx1g -Xms1g \"$HOME\"".to_string()),
+        config
+            .env
+            .unwrap()
+            .contains(&"OPTS=-Xmx1g -Xms1g \"$HOME\"".to_string()),
         "env lost its value"
     );
 
