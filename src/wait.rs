@@ -440,8 +440,31 @@ async fn log_line(
         check_state(t).await?;
         Err(Stop::Failed("its log stream ended".into()))
     };
+    // Docker ends a followed log when the container stops; Podman may not.
+    // Watch the state too, so an exit fails at once on either.
+    let watch = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if let Err(stop) = check_state(t).await {
+                return Err::<(), Stop>(stop);
+            }
+        }
+    };
     let remaining = deadline.saturating_duration_since(Instant::now());
-    tokio::time::timeout(remaining, search)
+    let raced = async {
+        tokio::pin!(search);
+        tokio::select! {
+            found = &mut search => found,
+            stopped = watch => {
+                // Lines printed just before the exit may still be in flight.
+                match tokio::time::timeout(Duration::from_millis(500), &mut search).await {
+                    Ok(Ok(())) => Ok(()),
+                    _ => stopped,
+                }
+            }
+        }
+    };
+    tokio::time::timeout(remaining, raced)
         .await
         .unwrap_or(Err(Stop::TimedOut))
 }
