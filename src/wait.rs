@@ -445,9 +445,7 @@ async fn log_line(
     let watch = async {
         loop {
             tokio::time::sleep(Duration::from_millis(250)).await;
-            if let Err(stop) = check_state(t).await {
-                return Err::<(), Stop>(stop);
-            }
+            check_state(t).await?;
         }
     };
     let remaining = deadline.saturating_duration_since(Instant::now());
