@@ -116,6 +116,12 @@ pub async fn host_bind_address() -> Result<std::net::IpAddr> {
 /// The default network's gateway: what `host-gateway` means. Call on the
 /// engine runtime.
 pub(crate) async fn gateway_on_engine() -> Result<std::net::IpAddr> {
+    // Asked on every create on Podman: look it up once per process.
+    static GATEWAY: tokio::sync::OnceCell<std::net::IpAddr> = tokio::sync::OnceCell::const_new();
+    GATEWAY.get_or_try_init(find_gateway).await.copied()
+}
+
+async fn find_gateway() -> Result<std::net::IpAddr> {
     let engine = engine().await?;
     // Podman calls its default network `podman`.
     let network = if engine.is_podman() {

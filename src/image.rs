@@ -145,27 +145,32 @@ impl Image {
             Kind::Host(h) => h.build_on_engine().await,
             Kind::Dockerfile(d) => d.build_on_engine().await,
             Kind::Rootfs(r) => r.build_on_engine().await,
+            // Decided once per process: a chain is usually named in a
+            // spec started by many tests, and each look costs requests.
             Kind::FirstOf(all) => {
-                let mut why = Vec::new();
-                // Cheap first: anything already here wins without a pull.
-                for img in all {
-                    if let Kind::Named(n, _) = &img.kind {
-                        let n = substitute(n);
-                        if present(&n).await? {
-                            return Ok(n);
+                once_per_process(format!("first of {}", self.describe()), async {
+                    let mut why = Vec::new();
+                    // Cheap first: anything already here wins without a pull.
+                    for img in all {
+                        if let Kind::Named(n, _) = &img.kind {
+                            let n = substitute(n);
+                            if present(&n).await? {
+                                return Ok(n);
+                            }
                         }
                     }
-                }
-                for img in all {
-                    match Box::pin(img.ensure()).await {
-                        Ok(r) => return Ok(r),
-                        Err(e) => why.push(e.to_string()),
+                    for img in all {
+                        match Box::pin(img.ensure()).await {
+                            Ok(r) => return Ok(r),
+                            Err(e) => why.push(e.to_string()),
+                        }
                     }
-                }
-                Err(Error::ImageUnavailable {
-                    image: self.describe(),
-                    reason: format!("none of the choices could be had: {}", why.join("; ")),
+                    Err(Error::ImageUnavailable {
+                        image: self.describe(),
+                        reason: format!("none of the choices could be had: {}", why.join("; ")),
+                    })
                 })
+                .await
             }
         }
     }

@@ -100,11 +100,7 @@ pub(crate) fn keep_in_background(id: String, name: String) {
 /// volumes it owns. Already gone counts as done.
 pub(crate) async fn remove(id: &str, owned: &Owned) -> Result<()> {
     let docker = client().await?;
-    let opts = RemoveContainerOptionsBuilder::new()
-        .force(true)
-        .v(true)
-        .build();
-    match docker.remove_container(id, Some(opts)).await {
+    match force_remove(docker, id).await {
         // 409: a removal of it is already in progress.
         Err(e) if !matches!(status_of(&e), Some(404 | 409)) => {
             return Err(Error::docker(format!("remove container {id}"), e))
@@ -113,6 +109,19 @@ pub(crate) async fn remove(id: &str, owned: &Owned) -> Result<()> {
     }
     remove_volumes(owned).await;
     Ok(())
+}
+
+/// Removes a container at once, running or not, with its anonymous
+/// volumes.
+async fn force_remove(
+    docker: &bollard::Docker,
+    id: &str,
+) -> std::result::Result<(), bollard::errors::Error> {
+    let opts = RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .v(true)
+        .build();
+    docker.remove_container(id, Some(opts)).await
 }
 
 /// Removes the named volumes testdock created. Best effort: one still in
@@ -309,13 +318,7 @@ pub(crate) async fn list(docker: &bollard::Docker, label: &str) -> Result<Vec<Fo
 /// removed, without error.
 pub(crate) async fn remove_found(docker: &bollard::Docker, f: &Found) -> Result<bool> {
     let result = match f.kind {
-        Kind::Container => {
-            let opts = RemoveContainerOptionsBuilder::new()
-                .force(true)
-                .v(true)
-                .build();
-            docker.remove_container(&f.id, Some(opts)).await
-        }
+        Kind::Container => force_remove(docker, &f.id).await,
         Kind::Network => docker.remove_network(&f.id).await,
         Kind::Volume => {
             docker
