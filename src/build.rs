@@ -169,7 +169,8 @@ pub(crate) fn rootfs_context(rootfs: Vec<u8>, changes: &[String]) -> Result<Vec<
 }
 
 /// An image imported from a root filesystem: a directory (packed as is,
-/// owners and modes kept) or a `.tar` file. Tagged by a hash of its content
+/// owners and modes kept, except that files of the user running the tests
+/// become root's) or a `.tar` file. Tagged by a hash of its content
 /// and imported only when that tag is missing.
 ///
 /// # Examples
@@ -272,6 +273,17 @@ fn context_tar(context: &Path, dockerfile: &str) -> Result<Vec<u8>> {
     )
 }
 
+/// A file's owner as the image records it: a user who is not root cannot
+/// give files away, so their own files stand for root's — as a rootless
+/// engine maps that user to root.
+fn image_id(id: u32, mine: u32) -> u32 {
+    if id == mine {
+        0
+    } else {
+        id
+    }
+}
+
 /// A reproducible tar of the tree under `root`: sorted, zero mtimes; owners
 /// kept only when `owners` (a root filesystem), else root's. `skip` gets
 /// each path relative to `root`.
@@ -279,6 +291,8 @@ fn tar_tree(root: &Path, skip: &dyn Fn(&str) -> bool, owners: bool) -> Result<Ve
     use std::os::unix::fs::MetadataExt;
     let io = |p: &Path, e| Error::io(format!("cannot pack `{}`", p.display()), e);
     let mut b = tar::Builder::new(Vec::new());
+    // SAFETY: neither call can fail or touch memory.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
     let mut stack = vec![root.to_path_buf()];
     let mut paths = Vec::new();
     while let Some(dir) = stack.pop() {
@@ -312,8 +326,8 @@ fn tar_tree(root: &Path, skip: &dyn Fn(&str) -> bool, owners: bool) -> Result<Ve
             h.set_uid(0);
             h.set_gid(0);
         } else {
-            h.set_uid(meta.uid().into());
-            h.set_gid(meta.gid().into());
+            h.set_uid(image_id(meta.uid(), euid).into());
+            h.set_gid(image_id(meta.gid(), egid).into());
         }
         let ft = meta.file_type();
         let result = if ft.is_symlink() {
@@ -392,6 +406,16 @@ impl DockerIgnore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_users_own_files_stand_for_roots_in_a_rootfs() {
+        // Run as uid 1000: its files become root's, others' stay theirs.
+        assert_eq!(image_id(1000, 1000), 0);
+        assert_eq!(image_id(33, 1000), 33);
+        // Run as root: nothing changes.
+        assert_eq!(image_id(0, 0), 0);
+        assert_eq!(image_id(1234, 0), 1234);
+    }
 
     #[test]
     fn dockerignore_follows_dockers_rules() {

@@ -85,13 +85,26 @@ impl ContainerSpec {
     /// or [`Error::Docker`] when the engine refuses.
     pub async fn start(self) -> Result<TestContainer> {
         on_engine(async move {
-            let c = create(&self, false).await?;
-            let c = crate::files::upload_all_or_remove(c, &self.files).await?;
+            let starting = reaper::Starting::begin();
+            let (c, mut made) = create(&self, false, true).await?;
+            let mut c = crate::files::upload_all_or_remove(c, &self.files).await?;
             let docker = client().await?;
-            let mut started = docker
-                .start_container(&c.id, None)
-                .await
+            let mut started = docker.start_container(&c.id, None).await;
+            if started.is_err() && made.from_spare {
+                // Made before something changed (its network removed,
+                // say): a fresh container sees the world as it is now.
+                let _ = c.teardown_on_engine().await;
+                let (fresh, fresh_made) = create(&self, false, false).await?;
+                c = crate::files::upload_all_or_remove(fresh, &self.files).await?;
+                made = fresh_made;
+                started = docker.start_container(&c.id, None).await;
+            }
+            drop(starting);
+            let mut started = started
                 .map_err(|e| Error::docker(format!("start container {} ({})", c.name, c.image), e));
+            if let (Ok(()), Some((shape, body))) = (&started, made.shape) {
+                crate::spare::prepare(shape, body);
+            }
             if let (Ok(()), Some(consumer)) = (&started, &self.log_consumer) {
                 crate::logs::consume(c.id.clone(), consumer.clone());
             }
@@ -139,7 +152,7 @@ impl ContainerSpec {
     /// what was printed before the timeout.
     pub async fn run(self) -> Result<ExecOutput> {
         on_engine(async move {
-            let c = create(&self, true).await?;
+            let (c, _) = create(&self, true, false).await?;
             let result = run_attached(&c, &self).await;
             let removed = c.teardown_on_engine().await;
             let out = result?;
@@ -207,8 +220,17 @@ pub(crate) async fn wait_exit(
     }
 }
 
-/// Creates the container (not started) and its guard.
-async fn create(spec: &ContainerSpec, attach: bool) -> Result<TestContainer> {
+/// How a container came to be, for spares.
+struct Made {
+    /// Its shape and create request, when spares may stand in for it.
+    shape: Option<(String, ContainerCreateBody)>,
+    /// Taken from a spare rather than created now.
+    from_spare: bool,
+}
+
+/// Creates the container (not started) and its guard — or takes a spare
+/// of the same shape when `spares`.
+async fn create(spec: &ContainerSpec, attach: bool, spares: bool) -> Result<(TestContainer, Made)> {
     if let Some(why) = &spec.error {
         return Err(Error::InvalidSpec(why.clone()));
     }
@@ -222,18 +244,60 @@ async fn create(spec: &ContainerSpec, attach: bool) -> Result<TestContainer> {
             path: path.clone(),
         });
     }
-    // Podman 4 has no `host-gateway`: give it the address itself.
-    let gateway = match (spec.host_gateway, engine.is_podman()) {
-        (true, true) => crate::engine::gateway_on_engine().await?.to_string(),
+    // `host-gateway` is the bridge's gateway; a rootless engine's host is
+    // elsewhere, and Podman 4 has no `host-gateway`: give the address.
+    let gateway = match (spec.host_gateway, engine.is_rootless(), engine.is_podman()) {
+        (true, true, _) => crate::engine::ROOTLESS_HOST.to_string(),
+        (true, false, true) => crate::engine::gateway_on_engine().await?.to_string(),
         _ => "host-gateway".to_string(),
     };
     let (image, pull_if_missing) = spec.image.resolve_lazily().await?;
     let owned = Owned {
         volumes: create_volumes(docker, spec).await?,
     };
-    let name = spec.name.clone().unwrap_or_else(unique_name);
     reaper::note_created();
-    let body = body(spec, &image, binds, engine.host(), &gateway, attach);
+    let body = body(spec, &image, binds, engine.is_local(), &gateway, attach);
+    // A fixed name is one container's, and so are its volumes. A
+    // test's own network comes and goes with the test (and Podman will not
+    // remove one a spare is attached to). `none` and the defaults stay.
+    let own_network = spec
+        .network
+        .as_deref()
+        .is_some_and(|n| !matches!(n, "none" | "bridge" | "host" | "default"));
+    // A spare pins the image it was made from: only for references that
+    // cannot move.
+    let poolable = spares
+        && !attach
+        && spec.image.is_content_addressed()
+        && spec.name.is_none()
+        && spec.volumes.is_empty()
+        && !own_network
+        && crate::spare::enabled();
+    let shape = if poolable {
+        crate::spare::shape(&body)
+    } else {
+        None
+    };
+    let guard = |id: String, name: String, owned: Owned| TestContainer {
+        id,
+        name,
+        image: image.clone(),
+        host: engine.host().to_string(),
+        owned,
+        ports: Mutex::new(None),
+        spec: Arc::new(spec.clone()),
+        armed: true,
+    };
+    if let Some(shape) = &shape {
+        if let Some(spare) = crate::spare::take(shape).await {
+            let made = Made {
+                shape: Some((shape.clone(), body)),
+                from_spare: true,
+            };
+            return Ok((guard(spare.id, spare.name, owned), made));
+        }
+    }
+    let name = spec.name.clone().unwrap_or_else(unique_name);
     let opts = CreateContainerOptionsBuilder::new().name(&name).build();
     let mut created = docker
         .create_container(Some(opts.clone()), body.clone())
@@ -243,7 +307,7 @@ async fn create(spec: &ContainerSpec, attach: bool) -> Result<TestContainer> {
             reaper::remove_volumes(&owned).await;
             return Err(e);
         }
-        created = docker.create_container(Some(opts), body).await;
+        created = docker.create_container(Some(opts), body.clone()).await;
     }
     let id = match created {
         Ok(r) => r.id,
@@ -255,16 +319,11 @@ async fn create(spec: &ContainerSpec, attach: bool) -> Result<TestContainer> {
             ));
         }
     };
-    Ok(TestContainer {
-        id,
-        name,
-        image,
-        host: engine.host().to_string(),
-        owned,
-        ports: Mutex::new(None),
-        spec: Arc::new(spec.clone()),
-        armed: true,
-    })
+    let made = Made {
+        shape: shape.map(|s| (s, body)),
+        from_spare: false,
+    };
+    Ok((guard(id, name, owned), made))
 }
 
 fn is_missing_image(e: &bollard::errors::Error) -> bool {
@@ -277,7 +336,7 @@ fn is_missing_image(e: &bollard::errors::Error) -> bool {
     }
 }
 
-fn unique_name() -> String {
+pub(crate) fn unique_name() -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
     format!("testdock-{}", &id[..12])
 }
@@ -326,7 +385,7 @@ fn body(
     spec: &ContainerSpec,
     image: &str,
     binds: Vec<(PathBuf, String, bool)>,
-    engine_host: &str,
+    local_engine: bool,
     gateway: &str,
     attach: bool,
 ) -> ContainerCreateBody {
@@ -354,11 +413,7 @@ fn body(
     // Published ports listen on loopback only — a test's database must not
     // be reachable from the network. A remote engine's loopback is not ours,
     // so there they listen on all its interfaces.
-    let host_ip = if matches!(engine_host, "127.0.0.1" | "localhost" | "::1") {
-        "127.0.0.1"
-    } else {
-        "0.0.0.0"
-    };
+    let host_ip = if local_engine { "127.0.0.1" } else { "0.0.0.0" };
     let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = spec
         .ports
         .iter()

@@ -12,6 +12,20 @@ use sha2::{Digest, Sha256};
 pub(crate) struct Candidate {
     pub(crate) endpoint: String,
     pub(crate) source: String,
+    pub(crate) tls: Tls,
+}
+
+/// How to speak to a `tcp://` endpoint, as the Docker CLI decides it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Tls {
+    /// Plain HTTP (or a unix socket).
+    Off,
+    /// TLS, checking the engine's certificate against `ca.pem` and showing
+    /// `cert.pem`/`key.pem`, all in this directory.
+    Verify(PathBuf),
+    /// TLS without checking the engine's certificate (`DOCKER_TLS`, or a
+    /// context with `SkipTLSVerify`), which testdock refuses.
+    Unverified,
 }
 
 /// What discovery reads from the environment, gathered so the logic can be
@@ -21,6 +35,9 @@ pub(crate) struct Env {
     pub(crate) docker_host: Option<String>,
     pub(crate) docker_context: Option<String>,
     pub(crate) docker_config: Option<PathBuf>,
+    pub(crate) docker_tls_verify: bool,
+    pub(crate) docker_tls: bool,
+    pub(crate) docker_cert_path: Option<PathBuf>,
     pub(crate) xdg_runtime_dir: Option<PathBuf>,
     pub(crate) home: Option<PathBuf>,
 }
@@ -32,6 +49,10 @@ impl Env {
             docker_host: var("DOCKER_HOST"),
             docker_context: var("DOCKER_CONTEXT"),
             docker_config: var("DOCKER_CONFIG").map(PathBuf::from),
+            // As the Docker CLI reads them: any non-empty value means yes.
+            docker_tls_verify: var("DOCKER_TLS_VERIFY").is_some(),
+            docker_tls: var("DOCKER_TLS").is_some(),
+            docker_cert_path: var("DOCKER_CERT_PATH").map(PathBuf::from),
             xdg_runtime_dir: var("XDG_RUNTIME_DIR").map(PathBuf::from),
             home: var("HOME").map(PathBuf::from),
         }
@@ -48,20 +69,32 @@ impl Env {
 /// `DOCKER_CONTEXT` — is the only one: falling back to another engine behind
 /// the user's back would run their tests somewhere they did not ask for.
 pub(crate) fn candidates(env: &Env) -> Vec<Candidate> {
-    let c = |endpoint: String, source: &str| Candidate {
+    let c = |(endpoint, tls): (String, Tls), source: &str| Candidate {
         endpoint,
         source: source.to_string(),
+        tls,
     };
-    if let Some(host) = &env.docker_host {
-        return vec![c(host.clone(), "DOCKER_HOST")];
-    }
     let config = env.config_dir();
+    if let Some(host) = &env.docker_host {
+        let tls = if env.docker_tls_verify {
+            // The CLI's default: certificates beside its config.
+            match env.docker_cert_path.clone().or(config) {
+                Some(dir) => Tls::Verify(dir),
+                None => Tls::Verify(PathBuf::from(".docker")),
+            }
+        } else if env.docker_tls {
+            Tls::Unverified
+        } else {
+            Tls::Off
+        };
+        return vec![c((host.clone(), tls), "DOCKER_HOST")];
+    }
     if let Some(name) = &env.docker_context {
         return match config.as_deref().and_then(|d| context_endpoint(d, name)) {
             Some(ep) => vec![c(ep, &format!("DOCKER_CONTEXT={name}"))],
             None if name == "default" => defaults(env),
             None => vec![c(
-                format!("context:{name}"),
+                (format!("context:{name}"), Tls::Off),
                 "DOCKER_CONTEXT (no such context)",
             )],
         };
@@ -98,6 +131,7 @@ fn defaults(env: &Env) -> Vec<Candidate> {
         .map(|(p, source)| Candidate {
             endpoint: format!("unix://{}", p.display()),
             source: source.to_string(),
+            tls: Tls::Off,
         })
         .collect()
 }
@@ -110,21 +144,32 @@ fn current_context(config_dir: &Path) -> Option<String> {
 }
 
 /// A context's Docker endpoint, from
-/// `contexts/meta/<sha256 of its name>/meta.json`.
-fn context_endpoint(config_dir: &Path, name: &str) -> Option<String> {
-    let digest: String = Sha256::digest(name.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+/// `contexts/meta/<sha256 of its name>/meta.json`, and its TLS material,
+/// which the CLI keeps in `contexts/tls/<same>/docker/`.
+fn context_endpoint(config_dir: &Path, name: &str) -> Option<(String, Tls)> {
+    let digest = crate::util::hex(&Sha256::digest(name.as_bytes()));
     let meta = config_dir
         .join("contexts/meta")
-        .join(digest)
+        .join(&digest)
         .join("meta.json");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(meta).ok()?).ok()?;
-    json.pointer("/Endpoints/docker/Host")?
-        .as_str()
-        .map(str::to_string)
+    let host = json
+        .pointer("/Endpoints/docker/Host")?
+        .as_str()?
+        .to_string();
+    let skip_verify = json
+        .pointer("/Endpoints/docker/SkipTLSVerify")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    let tls_dir = config_dir.join("contexts/tls").join(digest).join("docker");
+    let tls = match (host.starts_with("tcp://"), tls_dir.is_dir(), skip_verify) {
+        (false, _, _) => Tls::Off,
+        (true, _, true) => Tls::Unverified,
+        (true, true, false) => Tls::Verify(tls_dir),
+        (true, false, false) => Tls::Off,
+    };
+    Some((host, tls))
 }
 
 #[cfg(test)]
@@ -141,10 +186,7 @@ mod tests {
         )
         .unwrap();
         for (name, host) in contexts {
-            let digest: String = Sha256::digest(name.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let digest = crate::util::hex(&Sha256::digest(name.as_bytes()));
             let meta = dir.join("contexts/meta").join(digest);
             std::fs::create_dir_all(&meta).unwrap();
             std::fs::write(
@@ -166,9 +208,53 @@ mod tests {
             candidates(&env),
             [Candidate {
                 endpoint: "tcp://10.0.0.5:2375".into(),
-                source: "DOCKER_HOST".into()
+                source: "DOCKER_HOST".into(),
+                tls: Tls::Off,
             }]
         );
+    }
+
+    #[test]
+    fn tls_settings_follow_the_docker_cli() {
+        let host = Some("tcp://10.0.0.5:2376".to_string());
+        let tls_of = |env: Env| candidates(&env).remove(0).tls;
+        let env = Env {
+            docker_host: host.clone(),
+            docker_tls_verify: true,
+            docker_cert_path: Some("/certs".into()),
+            home: Some("/home/u".into()),
+            ..Default::default()
+        };
+        assert_eq!(tls_of(env), Tls::Verify("/certs".into()));
+        // Without DOCKER_CERT_PATH: beside the CLI's config.
+        let env = Env {
+            docker_host: host.clone(),
+            docker_tls_verify: true,
+            home: Some("/home/u".into()),
+            ..Default::default()
+        };
+        assert_eq!(tls_of(env), Tls::Verify("/home/u/.docker".into()));
+        let env = Env {
+            docker_host: host,
+            docker_tls: true,
+            ..Default::default()
+        };
+        assert_eq!(tls_of(env), Tls::Unverified);
+    }
+
+    #[test]
+    fn a_context_with_certificates_speaks_tls() {
+        let cfg = fake_config("secure", &[("secure", "tcp://build.example:2376")]);
+        let digest = crate::util::hex(&Sha256::digest(b"secure"));
+        let tls = cfg.join("contexts/tls").join(digest).join("docker");
+        let env = || Env {
+            docker_config: Some(cfg.clone()),
+            ..Default::default()
+        };
+        assert_eq!(candidates(&env())[0].tls, Tls::Off);
+        std::fs::create_dir_all(&tls).unwrap();
+        assert_eq!(candidates(&env())[0].tls, Tls::Verify(tls));
+        std::fs::remove_dir_all(cfg).unwrap();
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub struct Report {
     pub endpoint: String,
     /// Why that one: `DOCKER_HOST`, the current context, "default socket"….
     pub source: String,
+    /// The directory whose `ca.pem` verifies the engine, when it is reached
+    /// over TLS.
+    pub tls: Option<std::path::PathBuf>,
     /// The engine's name and version, e.g. `Docker 20.10.24`.
     pub engine: String,
     /// The engine's API version.
@@ -69,6 +72,13 @@ impl fmt::Display for Report {
         let mark = |c: &Check| if c.ok { "ok  " } else { "FAIL" };
         writeln!(f, "testdock doctor")?;
         writeln!(f, "  endpoint      {} ({})", self.endpoint, self.source)?;
+        if let Some(dir) = &self.tls {
+            writeln!(
+                f,
+                "  tls           verified, certificates in {}",
+                dir.display()
+            )?;
+        }
         writeln!(
             f,
             "  engine        {} (API {})",
@@ -121,15 +131,12 @@ pub async fn doctor() -> Result<Report> {
     } else {
         "Docker"
     };
-    let rootless = info
-        .security_options
-        .unwrap_or_default()
-        .iter()
-        .any(|o| o.contains("rootless"));
-    let (host_gateway, bind_mounts) = container_checks(engine.is_local()).await;
+    let rootless = engine.is_rootless();
+    let (host_gateway, bind_mounts) = container_checks(engine.is_local(), rootless).await;
     Ok(Report {
         endpoint: engine.endpoint().to_string(),
         source: engine.source().to_string(),
+        tls: engine.tls_cert_dir().map(|d| d.to_path_buf()),
         engine: format!("{product} {}", version.version.unwrap_or_default()),
         api_version: version.api_version.unwrap_or_default(),
         os: format!(
@@ -147,7 +154,7 @@ pub async fn doctor() -> Result<Report> {
 
 /// Runs a container that reads a marker through a bind mount and connects
 /// to a listener on this machine through `host.docker.internal`.
-async fn container_checks(local: bool) -> (Check, Check) {
+async fn container_checks(local: bool, rootless: bool) -> (Check, Check) {
     let marker = uuid::Uuid::new_v4().simple().to_string();
     let dir = std::env::temp_dir().join(format!("testdock-doctor-{marker}"));
     let mut spec = ContainerSpec::new(HostImage::shell()).cmd(["sleep", "infinity"]);
@@ -166,7 +173,7 @@ async fn container_checks(local: bool) -> (Check, Check) {
         }
     };
     let binds = if !local {
-        Check::failed("the engine is not on this machine: copy files in instead")
+        Check::failed("the engine is on another machine: copy files in (ContainerSpec::copy_file, copy_dir) instead")
     } else {
         match c.exec(["cat", "/doctor/marker"]).await {
             Ok(out) if out.stdout == marker.as_bytes() => {
@@ -179,13 +186,19 @@ async fn container_checks(local: bool) -> (Check, Check) {
             Err(e) => Check::failed(e.to_string()),
         }
     };
-    let gateway = gateway_check(&c).await;
+    let gateway = if local {
+        gateway_check(&c, rootless).await
+    } else {
+        Check::failed(
+            "the engine is on another machine: host.docker.internal reaches that machine, not this one",
+        )
+    };
     let _ = c.teardown().await;
     let _ = std::fs::remove_dir_all(&dir);
     (gateway, binds)
 }
 
-async fn gateway_check(c: &crate::TestContainer) -> Check {
+async fn gateway_check(c: &crate::TestContainer, rootless: bool) -> Check {
     let addr = match host_bind_address().await {
         Ok(a) => a,
         Err(e) => return Check::failed(e.to_string()),
@@ -214,8 +227,15 @@ async fn gateway_check(c: &crate::TestContainer) -> Check {
             Check::ok(format!("containers reach {addr} as host.docker.internal"))
         }
         Ok(out) => Check::failed(format!(
-            "no connection to {addr}:{port}: {}",
-            out.stderr_text().trim()
+            "no connection to {addr}:{port}: {}{}",
+            out.stderr_text().trim(),
+            if rootless {
+                "; a rootless daemon must let containers reach this machine's loopback: \
+                 DOCKERD_ROOTLESS_ROOTLESSKIT_DISABLE_HOST_LOOPBACK=false for Docker, \
+                 slirp4netns allow_host_loopback=true for Podman"
+            } else {
+                ""
+            }
         )),
         Err(e) => Check::failed(e.to_string()),
     }

@@ -8,11 +8,13 @@
 //! runtime of its own.
 
 use std::future::Future;
+use std::path::Path;
 use std::time::Duration;
 
 use once_cell::sync::Lazy;
 use tokio::runtime::Runtime;
 
+use crate::discovery::{Candidate, Tls};
 use crate::error::{Error, Result};
 
 /// Two workers: one is enough for the I/O, the second keeps a slow
@@ -27,6 +29,9 @@ static RUNTIME: Lazy<Runtime> = Lazy::new(|| {
 });
 
 static ENGINE: tokio::sync::OnceCell<Docker> = tokio::sync::OnceCell::const_new();
+
+/// Requests sent to the engine by this process, counted as they are built.
+static REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// How long one endpoint may take to answer a ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
@@ -45,6 +50,8 @@ pub struct Docker {
     source: String,
     host: String,
     podman: bool,
+    rootless: bool,
+    tls: Tls,
 }
 
 impl Docker {
@@ -71,9 +78,31 @@ impl Docker {
         is_loopback(&self.host)
     }
 
+    /// Where the certificates that verify the engine come from, when it is
+    /// reached over TLS (`DOCKER_TLS_VERIFY`, or a context with TLS).
+    pub fn tls_cert_dir(&self) -> Option<&Path> {
+        match &self.tls {
+            Tls::Verify(dir) => Some(dir),
+            _ => None,
+        }
+    }
+
+    /// Whether the engine runs rootless (as a user, behind a user-mode
+    /// network); see [`host_bind_address`].
+    pub fn is_rootless(&self) -> bool {
+        self.rootless
+    }
+
     /// Whether the engine is Podman's Docker-compatible service.
     pub fn is_podman(&self) -> bool {
         self.podman
+    }
+
+    /// How many requests this process has sent to the engine so far:
+    /// testdock's own and those made through [`bollard`](Self::bollard) —
+    /// to see what a test costs the engine.
+    pub fn requests_sent(&self) -> u64 {
+        REQUESTS.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The underlying bollard client, for what testdock does not wrap.
@@ -106,12 +135,31 @@ pub async fn docker() -> Result<Docker> {
 /// from containers; this address is, and unlike `0.0.0.0` it is not exposed
 /// to the network.
 ///
+/// A rootless engine is the exception: its containers sit behind a
+/// user-mode network (slirp4netns) that forwards `10.0.2.2` to this
+/// machine's loopback, so the answer there is `127.0.0.1` — if the daemon
+/// allows it (rootless Docker:
+/// `DOCKERD_ROOTLESS_ROOTLESSKIT_DISABLE_HOST_LOOPBACK=false`; rootless
+/// Podman: slirp4netns `allow_host_loopback=true`).
+///
 /// # Errors
 ///
 /// [`Error::Docker`] if the engine has no `bridge` network with a gateway.
 pub async fn host_bind_address() -> Result<std::net::IpAddr> {
-    on_engine(gateway_on_engine()).await
+    on_engine(async {
+        if engine().await?.rootless {
+            Ok(std::net::Ipv4Addr::LOCALHOST.into())
+        } else {
+            gateway_on_engine().await
+        }
+    })
+    .await
 }
+
+/// Where the containers of a rootless engine (Docker's rootlesskit,
+/// Podman's slirp4netns) reach this machine's loopback:
+/// `host.docker.internal` there.
+pub(crate) const ROOTLESS_HOST: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 0, 2, 2);
 
 /// The default network's gateway: what `host-gateway` means. Call on the
 /// engine runtime.
@@ -197,7 +245,7 @@ pub(crate) async fn client() -> Result<&'static bollard::Docker> {
 async fn connect() -> Result<Docker> {
     let mut tried = Vec::new();
     for c in crate::discovery::candidates(&crate::discovery::Env::from_process()) {
-        match try_endpoint(&c.endpoint, &c.source).await {
+        match try_endpoint(&c).await {
             Ok(engine) => {
                 on_session_start(&engine);
                 return Ok(engine);
@@ -217,8 +265,8 @@ fn on_session_start(engine: &Docker) {
     if crate::watchdog::is_watchdog() {
         return;
     }
-    let endpoint = engine.endpoint.clone();
-    tokio::task::spawn_blocking(move || crate::watchdog::start(&endpoint));
+    let (endpoint, tls) = (engine.endpoint.clone(), engine.tls.clone());
+    tokio::task::spawn_blocking(move || crate::watchdog::start(&endpoint, &tls));
     tokio::spawn(async {
         if let Err(e) = crate::sweep::sweep_on_engine().await {
             eprintln!("testdock: sweeping stale resources failed: {e}");
@@ -226,15 +274,20 @@ fn on_session_start(engine: &Docker) {
     });
 }
 
-async fn try_endpoint(endpoint: &str, source: &str) -> std::result::Result<Docker, String> {
+async fn try_endpoint(c: &Candidate) -> std::result::Result<Docker, String> {
+    let endpoint = c.endpoint.as_str();
     if let Some(name) = endpoint.strip_prefix("context:") {
         return Err(format!(
             "no Docker context named `{name}`; see `docker context ls` or unset DOCKER_CONTEXT"
         ));
     }
+    // Who owns the socket: a user's own engine is a rootless one.
+    let mut socket_owner = None;
     let (client, host) = if let Some(path) = endpoint.strip_prefix("unix://") {
-        if !std::path::Path::new(path).exists() {
-            return Err("no such socket".into());
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(path) {
+            Ok(meta) => socket_owner = Some(meta.uid()),
+            Err(_) => return Err("no such socket".into()),
         }
         let c = bollard::Docker::connect_with_unix(
             path,
@@ -247,31 +300,41 @@ async fn try_endpoint(endpoint: &str, source: &str) -> std::result::Result<Docke
         .strip_prefix("tcp://")
         .or_else(|| endpoint.strip_prefix("http://"))
     {
-        if std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty() && v != "0") {
-            return Err(
-                "DOCKER_TLS_VERIFY is set, and testdock does not speak TLS to an engine yet; \
-                        reach it through an SSH tunnel or a local socket"
-                    .into(),
-            );
-        }
-        let c = bollard::Docker::connect_with_http(
-            &format!("http://{rest}"),
-            REQUEST_TIMEOUT_SECS,
-            bollard::API_DEFAULT_VERSION,
-        )
-        .map_err(|e| e.to_string())?;
-        (c, tcp_host(rest))
+        let client = match &c.tls {
+            Tls::Off => bollard::Docker::connect_with_http(
+                &format!("http://{rest}"),
+                REQUEST_TIMEOUT_SECS,
+                bollard::API_DEFAULT_VERSION,
+            )
+            .map_err(|e| e.to_string())?,
+            Tls::Verify(dir) => connect_tls(rest, dir)?,
+            Tls::Unverified => {
+                return Err(
+                    "TLS without checking the engine's certificate was asked for \
+                     (DOCKER_TLS, or the context's SkipTLSVerify), and testdock always checks it: \
+                     set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH to a directory with \
+                     ca.pem, cert.pem and key.pem"
+                        .into(),
+                )
+            }
+        };
+        (client, tcp_host(rest))
     } else {
         return Err("unsupported scheme; use unix:// or tcp://".into());
     };
+    let client = client.with_request_modifier(|req| {
+        REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        req
+    });
     match tokio::time::timeout(PING_TIMEOUT, client.ping()).await {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(e.to_string()),
+        Ok(Err(e)) => return Err(with_causes(&e)),
         Err(_) => return Err(format!("no answer within {PING_TIMEOUT:?}")),
     }
-    // Podman differs in a few places (no host-gateway in 4.x); one version
-    // request per process tells.
-    let podman = match client.version().await {
+    // Podman differs in a few places (no host-gateway in 4.x), and so do
+    // rootless engines (the host is elsewhere): asked once per process.
+    let (version, info) = tokio::join!(client.version(), client.info());
+    let podman = match version {
         Ok(v) => v
             .components
             .unwrap_or_default()
@@ -279,13 +342,107 @@ async fn try_endpoint(endpoint: &str, source: &str) -> std::result::Result<Docke
             .any(|c| c.name.to_ascii_lowercase().contains("podman")),
         Err(_) => false,
     };
+    // Docker says so in its security options; Podman only in a field of its
+    // own, read raw; failing that, its rootless service's socket is a user's.
+    let podman_rootless = match (podman, endpoint.strip_prefix("unix://")) {
+        (true, Some(path)) => podman_rootless(path)
+            .await
+            .unwrap_or(socket_owner.is_some_and(|uid| uid != 0)),
+        _ => false,
+    };
+    let rootless = podman_rootless
+        || info
+            .ok()
+            .and_then(|i| i.security_options)
+            .unwrap_or_default()
+            .iter()
+            .any(|o| o.contains("rootless"));
     Ok(Docker {
         client,
         endpoint: endpoint.to_string(),
-        source: source.to_string(),
+        source: c.source.clone(),
         host,
         podman,
+        rootless,
+        tls: c.tls.clone(),
     })
+}
+
+/// `Rootless` from Podman's `/info`, a field bollard's model has no place
+/// for: one plain HTTP/1.0 request on the socket.
+async fn podman_rootless(path: &str) -> Option<bool> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let read = async {
+        let mut s = tokio::net::UnixStream::connect(path).await.ok()?;
+        s.write_all(b"GET /info HTTP/1.0\r\nHost: podman\r\n\r\n")
+            .await
+            .ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        let body = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let info: serde_json::Value = serde_json::from_slice(&buf[body..]).ok()?;
+        info.get("Rootless")?.as_bool()
+    };
+    tokio::time::timeout(PING_TIMEOUT, read).await.ok()?
+}
+
+/// A TLS client for `host:port`, with `ca.pem`, `cert.pem` and `key.pem`
+/// from `dir`, as `docker --tlsverify` uses them.
+#[cfg(feature = "tls")]
+fn connect_tls(addr: &str, dir: &Path) -> std::result::Result<bollard::Docker, String> {
+    // ca.pem checks the engine; cert.pem and key.pem, together, show who
+    // we are (an engine may not ask).
+    let has = |f: &str| dir.join(f).is_file();
+    let problem = match (has("ca.pem"), has("cert.pem"), has("key.pem")) {
+        (false, _, _) => Some("ca.pem is missing"),
+        (true, true, false) => Some("cert.pem is there but key.pem is missing"),
+        (true, false, true) => Some("key.pem is there but cert.pem is missing"),
+        _ => None,
+    };
+    if let Some(problem) = problem {
+        return Err(format!(
+            "TLS is on (DOCKER_TLS_VERIFY, or the context has TLS files) but in {} {problem}; \
+             DOCKER_CERT_PATH names the directory with ca.pem, cert.pem and key.pem",
+            dir.display()
+        ));
+    }
+    // bollard asks rustls for the process's default provider at each
+    // handshake; if another crate also enabled aws-lc-rs there is none
+    // until someone installs one. An already installed one stays.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    bollard::Docker::connect_with_ssl(
+        &format!("tcp://{addr}"),
+        &dir.join("key.pem"),
+        &dir.join("cert.pem"),
+        &dir.join("ca.pem"),
+        REQUEST_TIMEOUT_SECS,
+        bollard::API_DEFAULT_VERSION,
+    )
+    .map_err(|e| format!("TLS setup from {}: {e}", dir.display()))
+}
+
+#[cfg(not(feature = "tls"))]
+fn connect_tls(_addr: &str, _dir: &Path) -> std::result::Result<bollard::Docker, String> {
+    Err(
+        "the engine wants TLS (DOCKER_TLS_VERIFY, or the context has certificates) \
+         and testdock was built without its default `tls` feature; enable it"
+            .into(),
+    )
+}
+
+/// An error and what caused it: hyper's own message for a failed TLS
+/// handshake is only "client error (Connect)"; the reason is underneath.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.contains(&next) {
+            text = format!("{text}: {next}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 fn is_loopback(host: &str) -> bool {

@@ -3,7 +3,6 @@
 //! registry at all.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -108,6 +107,17 @@ impl Image {
     /// A named image is not checked here: `create` is tried first and a
     /// "no such image" answer triggers the pull, so a present image costs no
     /// extra request.
+    /// Whether the reference names one image for good: testdock's own
+    /// (tagged by content) or a digest. A tag like `app:dev` may be moved
+    /// to another image at any time.
+    pub(crate) fn is_content_addressed(&self) -> bool {
+        match &self.kind {
+            Kind::Host(_) | Kind::Dockerfile(_) | Kind::Rootfs(_) => true,
+            Kind::Named(n, _) => n.contains("@sha256:"),
+            Kind::FirstOf(_) => false,
+        }
+    }
+
     pub(crate) async fn resolve_lazily(&self) -> Result<(String, bool)> {
         match &self.kind {
             Kind::Named(n, PullPolicy::IfMissing) => Ok((substitute(n), true)),
@@ -407,10 +417,7 @@ pub(crate) fn hash_hex(tar: &[u8], extra: &[String]) -> String {
         h.update(c.as_bytes());
         h.update([0]);
     }
-    h.finalize()[..8].iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    crate::util::hex(&h.finalize()[..8])
 }
 
 #[cfg(test)]

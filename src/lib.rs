@@ -57,6 +57,7 @@ mod network;
 mod reaper;
 mod session;
 mod shared;
+mod spare;
 mod spec;
 mod stack;
 mod stats;

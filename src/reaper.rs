@@ -10,9 +10,9 @@
 //!    process dies any other way, SIGKILL included;
 //! 5. the sweep (`sweep.rs`) removes what dead owners left and what expired.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -75,6 +75,16 @@ fn keep_policy(setting: Option<&str>, panicking: bool) -> bool {
 /// hook nor the watchdog nor the sweep (until it expires) removes it, and
 /// says how to get in. Queued, like a removal.
 pub(crate) fn keep_in_background(id: String, name: String) {
+    // Once per container: a database fixture and its server's guard may
+    // both ask for the same one.
+    static MARKED: Lazy<Mutex<HashSet<String>>> = Lazy::new(Default::default);
+    if !MARKED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id.clone())
+    {
+        return;
+    }
     let short: String = id.chars().take(12).collect();
     // eprintln!, not a raw write: libtest captures it and shows it with the
     // failing test's output.
@@ -144,6 +154,7 @@ pub(crate) async fn remove_volumes(owned: &Owned) {
 /// Queues a removal and returns at once. For `Drop`.
 pub(crate) fn remove_in_background(id: String, owned: Owned) {
     queue(async move {
+        yield_to_starts().await;
         if let Err(e) = remove(&id, &owned).await {
             let _ = writeln!(
                 std::io::stderr(),
@@ -151,6 +162,52 @@ pub(crate) fn remove_in_background(id: String, owned: Owned) {
             );
         }
     });
+}
+
+/// Creates and starts in flight, and a signal when the last one ends.
+static STARTING: AtomicUsize = AtomicUsize::new(0);
+static STARTS_DONE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// How long a dropped container's removal waits for starts to finish.
+const YIELD_LIMIT: Duration = Duration::from_secs(1);
+
+/// Held while a container is created and started.
+pub(crate) struct Starting(());
+
+impl Starting {
+    pub(crate) fn begin() -> Self {
+        STARTING.fetch_add(1, Ordering::SeqCst);
+        Starting(())
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if STARTING.fetch_sub(1, Ordering::SeqCst) == 1 {
+            STARTS_DONE.notify_waiters();
+        }
+    }
+}
+
+/// Lets the starts in flight finish first (for at most [`YIELD_LIMIT`]).
+/// Stopping a container costs the daemon about half a start; done at the
+/// same time, it slows the next test's start — the very wait a dropped
+/// guard was meant to spare the test. After the start, the test is busy
+/// with its container and the engine has room.
+async fn yield_to_starts() {
+    let deadline = tokio::time::Instant::now() + YIELD_LIMIT;
+    loop {
+        let done = STARTS_DONE.notified();
+        tokio::pin!(done);
+        // Registered before the check, so a start ending in between wakes us.
+        done.as_mut().enable();
+        if STARTING.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        if tokio::time::timeout_at(deadline, done).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Runs cleanup work on the engine runtime, counted so the exit hook can
@@ -206,8 +263,17 @@ fn at_exit() {
     let deadline = Instant::now() + EXIT_WAIT;
     wait_pending(deadline);
     queue(async {
-        if let Err(e) = finish_session(session_id()).await {
-            let _ = writeln!(std::io::stderr(), "testdock: cleanup at exit failed: {e}");
+        crate::spare::discard().await;
+        // A request lost on the way (a remote engine, a busy daemon) must
+        // not leave the session to the watchdog alone: try again.
+        for attempt in 1..=3 {
+            match finish_session(session_id()).await {
+                Ok(_) => break,
+                Err(e) if attempt == 3 => {
+                    let _ = writeln!(std::io::stderr(), "testdock: cleanup at exit failed: {e}");
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
         }
     });
     if !wait_pending(deadline) {
@@ -228,6 +294,9 @@ pub(crate) struct Found {
     /// Container name (without the leading `/`), else the id.
     pub(crate) name: String,
     pub(crate) labels: HashMap<String, String>,
+    /// A container created and never started (a spare, or a failed start):
+    /// nothing in it to keep.
+    pub(crate) never_started: bool,
 }
 
 /// The three kinds of resource, in the order they must be removed:
@@ -278,6 +347,7 @@ pub(crate) async fn list(docker: &bollard::Docker, label: &str) -> Result<Vec<Fo
             id,
             name,
             labels: c.labels.unwrap_or_default(),
+            never_started: c.state == Some(bollard::models::ContainerSummaryStateEnum::CREATED),
         });
     }
     let networks = docker
@@ -294,6 +364,7 @@ pub(crate) async fn list(docker: &bollard::Docker, label: &str) -> Result<Vec<Fo
             id,
             name,
             labels: n.labels.unwrap_or_default(),
+            never_started: false,
         });
     }
     let volumes = docker
@@ -308,6 +379,7 @@ pub(crate) async fn list(docker: &bollard::Docker, label: &str) -> Result<Vec<Fo
             id: v.name.clone(),
             name: v.name,
             labels: v.labels,
+            never_started: false,
         });
     }
     Ok(found)
@@ -373,7 +445,10 @@ pub(crate) async fn finish_session(session: &str) -> Result<usize> {
     if !keep(false) {
         return remove_all(docker, found).await;
     }
-    let mut marked = 0;
+    // Kept for inspection: what ran. A spare never did.
+    let (spares, found): (Vec<Found>, Vec<Found>) =
+        found.into_iter().partition(|f| f.never_started);
+    let mut marked = remove_all(docker, spares).await?;
     for f in found.iter().filter(|f| f.kind == Kind::Container) {
         let opts = RenameContainerOptionsBuilder::new()
             .name(&format!("{}{KEPT_SUFFIX}", f.name))
@@ -405,6 +480,7 @@ mod tests {
             id: "x".into(),
             name: name.into(),
             labels: HashMap::new(),
+            never_started: false,
         };
         assert!(f(Kind::Container, "testdock-abc.kept").is_kept());
         assert!(!f(Kind::Container, "testdock-abc").is_kept());

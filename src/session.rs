@@ -33,14 +33,18 @@ pub fn session_id() -> &'static str {
     &SESSION
 }
 
-/// The labels of a resource created now by this process.
-pub(crate) fn labels() -> HashMap<String, String> {
-    let ttl = std::env::var("TESTDOCK_TTL")
+/// How long a resource may live before any sweeper may remove it.
+pub(crate) fn ttl() -> Duration {
+    std::env::var("TESTDOCK_TTL")
         .ok()
         .and_then(|s| s.parse().ok())
         .map(Duration::from_secs)
-        .unwrap_or(DEFAULT_TTL);
-    let expires = (SystemTime::now() + ttl)
+        .unwrap_or(DEFAULT_TTL)
+}
+
+/// The labels of a resource created now by this process.
+pub(crate) fn labels() -> HashMap<String, String> {
+    let expires = (SystemTime::now() + ttl())
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);

@@ -1,5 +1,16 @@
 //! Small text helpers shared by errors and messages.
 
+/// Lower-case hex of `bytes`, as digests are written in names and tags.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
 /// The last `n` lines of `text`, without a trailing newline.
 pub(crate) fn tail_lines(text: &str, n: usize) -> String {
     let text = text.trim_end_matches('\n');

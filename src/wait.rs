@@ -501,41 +501,66 @@ async fn published(t: &Target<'_>, port: u16) -> std::result::Result<Option<u16>
 
 async fn port_served(t: &Target<'_>, port: u16) -> std::result::Result<bool, Stop> {
     match published(t, port).await? {
-        Some(host_port) => Ok(served_from_host(t.host, host_port).await),
-        None => listening_inside(t, port).await,
+        Some(host_port) => Ok(match probe_from_host(t.host, host_port).await {
+            Probe::Served => true,
+            Probe::Closed => false,
+            // A server that waits for the client to speak, or a proxy still
+            // trying behind (rootless Podman's gives up after ~200 ms):
+            // ask inside, where the image has a `cat`.
+            Probe::Silent => proc_net_tcp(t).await.map_or(true, |tcp| listens_on(&tcp, port)),
+        }),
+        None => match proc_net_tcp(t).await {
+            Ok(tcp) => Ok(listens_on(&tcp, port)),
+            Err(e) => Err(Stop::Failed(format!(
+                "cannot read /proc/net/tcp in it (no `cat`?): {e}; publish the port with `.expose({port})` to probe it from the host"
+            ))),
+        },
     }
+}
+
+/// What connecting to a published port showed.
+enum Probe {
+    /// Bytes came: someone is there.
+    Served,
+    /// No connection, or the engine's proxy closed it: nothing behind.
+    Closed,
+    /// Open and silent for a while.
+    Silent,
 }
 
 /// Connects from the host. The engine's proxy accepts even when nothing
-/// listens behind it, then closes: a connection that ends at once is not
-/// served. One that stays open (the server waits for a request) or says
-/// something is.
-async fn served_from_host(host: &str, port: u16) -> bool {
+/// listens behind it, then closes: a connection that ends is not served.
+async fn probe_from_host(host: &str, port: u16) -> Probe {
     let Ok(Ok(mut s)) =
         tokio::time::timeout(Duration::from_secs(1), TcpStream::connect((host, port))).await
     else {
-        return false;
+        return Probe::Closed;
     };
     let mut byte = [0u8; 1];
     match tokio::time::timeout(Duration::from_millis(150), s.read(&mut byte)).await {
-        Err(_) => true,     // still open, silent: a server waiting for us
-        Ok(Ok(n)) => n > 0, // a banner, or EOF from the proxy
-        Ok(Err(_)) => false,
+        Err(_) => Probe::Silent,
+        Ok(Ok(n)) if n > 0 => Probe::Served,
+        Ok(_) => Probe::Closed,
     }
 }
 
-/// Whether something in the container listens on `port`, from
-/// `/proc/net/tcp{,6}` (state 0A is LISTEN).
-async fn listening_inside(t: &Target<'_>, port: u16) -> std::result::Result<bool, Stop> {
+/// `/proc/net/tcp` and `tcp6` of the container, read with its `cat`.
+async fn proc_net_tcp(t: &Target<'_>) -> std::result::Result<String, String> {
     let cmd = ["cat", "/proc/net/tcp", "/proc/net/tcp6"]
         .map(String::from)
         .to_vec();
     let out = crate::exec::run_exec(t.id, t.name, cmd, Default::default())
         .await
-        .map_err(|e| Stop::Failed(format!("cannot read /proc/net/tcp in it (no `cat`?): {e}")))?;
-    Ok(listens_on(&String::from_utf8_lossy(&out.stdout), port))
+        .map_err(|e| e.to_string())?;
+    // tcp6 may be missing (IPv6 off): what was read still counts.
+    if out.stdout.is_empty() {
+        return Err(out.stderr_text().trim().to_string());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Whether `/proc/net/tcp{,6}` shows a socket listening on `port`
+/// (state 0A is LISTEN).
 fn listens_on(proc_net_tcp: &str, port: u16) -> bool {
     let want = format!(":{port:04X}");
     proc_net_tcp.lines().skip(1).any(|l| {

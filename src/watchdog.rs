@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use once_cell::sync::OnceCell;
 
+use crate::discovery::Tls;
 use crate::reaper::finish_session;
 use crate::session::session_id;
 
@@ -41,11 +42,11 @@ pub fn watchdog_pid() -> Option<u32> {
 /// Starts the watchdog for this session, talking to `endpoint`. Once per
 /// process; blocking (fork and exec, ~10 ms), so call it off the caller's
 /// path.
-pub(crate) fn start(endpoint: &str) {
+pub(crate) fn start(endpoint: &str, tls: &Tls) {
     if is_watchdog() || PIPE.get().is_some() {
         return;
     }
-    if let Err(e) = spawn(endpoint) {
+    if let Err(e) = spawn(endpoint, tls) {
         eprintln!(
             "testdock: could not start the watchdog ({e}); containers of this process are still \
              removed on a normal exit, but not if it is killed"
@@ -53,16 +54,25 @@ pub(crate) fn start(endpoint: &str) {
     }
 }
 
-fn spawn(endpoint: &str) -> std::io::Result<()> {
+fn spawn(endpoint: &str, tls: &Tls) -> std::io::Result<()> {
     let exe = std::env::current_exe()?;
     // Both ends are close-on-exec: no other child of ours holds the write
     // end open after we die.
     let (reader, writer) = std::io::pipe()?;
-    let child = Command::new(exe)
+    let mut cmd = Command::new(exe);
+    // The engine we found, however we found it (a context, say), spelled
+    // as DOCKER_HOST and its TLS settings.
+    cmd.env("DOCKER_HOST", endpoint).env_remove("DOCKER_TLS");
+    match tls {
+        Tls::Verify(dir) => cmd
+            .env("DOCKER_TLS_VERIFY", "1")
+            .env("DOCKER_CERT_PATH", dir),
+        _ => cmd.env_remove("DOCKER_TLS_VERIFY"),
+    };
+    let child = cmd
         // Should the constructor not run, a test harness runs no test.
         .args(["--exact", "__testdock_watchdog__"])
         .env(MARKER, session_id())
-        .env("DOCKER_HOST", endpoint)
         .stdin(reader)
         // Inherited outputs would keep `cargo test | tee` waiting and make
         // nextest call the test leaky.

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_gone, exists, shell, sleeper, unique};
+use common::{assert_gone, eventually, exists, shell, sleeper, unique};
 use testdock::{ContainerSpec, Error};
 
 #[tokio::test]
@@ -191,8 +191,12 @@ async fn memory_and_cpu_limits_show_in_inspect() {
         .await
         .unwrap();
     let hc = info.host_config.unwrap();
-    assert_eq!(hc.memory, Some(64 * 1024 * 1024));
-    assert_eq!(hc.nano_cpus, Some(500_000_000));
+    // Rootless Podman without cgroups v2 cannot apply limits, and drops
+    // them (with a warning in its log).
+    if !(docker.is_podman() && docker.is_rootless()) {
+        assert_eq!(hc.memory, Some(64 * 1024 * 1024));
+        assert_eq!(hc.nano_cpus, Some(500_000_000));
+    }
     assert_eq!(hc.privileged, Some(false));
     let labels = info.config.unwrap().labels.unwrap();
     assert_eq!(labels["testdock.managed"], "true");
@@ -251,4 +255,70 @@ async fn run_times_out_with_partial_output_and_removes_the_container() {
         other => panic!("expected Timeout, got {other:?}"),
     }
     assert!(!exists(&name).await, "timed-out run left its container");
+}
+
+/// Containers labelled `spare-test=<tag>` that were created and never
+/// started: spares.
+async fn spares_of(tag: &str) -> Vec<String> {
+    let docker = testdock::docker().await.unwrap();
+    let filters = std::collections::HashMap::from([
+        ("label", vec![format!("spare-test={tag}")]),
+        ("status", vec!["created".to_string()]),
+    ]);
+    let opts = testdock::bollard::query_parameters::ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let list = docker.bollard().list_containers(Some(opts)).await.unwrap();
+    list.into_iter().filter_map(|c| c.id).collect()
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn a_shape_started_again_gets_a_spare_and_the_next_start_takes_it() {
+    let tag = unique("shape");
+    let spec = || sleeper().label("spare-test", &tag).env("SHAPE", "1");
+
+    // Once is not a pattern: no spare.
+    let first = spec().start().await.unwrap();
+    first.teardown().await.unwrap();
+    assert!(spares_of(&tag).await.is_empty());
+
+    // Twice is: the next one is made in the background.
+    let second = spec().start().await.unwrap();
+    let tag2 = tag.clone();
+    eventually(Duration::from_secs(10), "a spare is created", || {
+        let tag = tag2.clone();
+        async move { spares_of(&tag).await.len() == 1 }
+    })
+    .await;
+    let spare = spares_of(&tag).await;
+
+    // The next start takes it, and a new spare is made for the one after.
+    let third = spec().start().await.unwrap();
+    assert_eq!(third.id(), spare[0]);
+    let out = third.exec(["sh", "-c", "echo $SHAPE"]).await.unwrap();
+    assert_eq!(out.stdout_text(), "1\n");
+    let (tag2, taken) = (tag.clone(), spare[0].clone());
+    eventually(Duration::from_secs(10), "the next spare is created", || {
+        let (tag, taken) = (tag2.clone(), taken.clone());
+        async move {
+            let now = spares_of(&tag).await;
+            now.len() == 1 && now[0] != taken
+        }
+    })
+    .await;
+
+    // Another shape does not take it.
+    let other = sleeper()
+        .label("spare-test", &tag)
+        .env("SHAPE", "2")
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(spares_of(&tag).await.len(), 1);
+    for c in [second, third, other] {
+        c.teardown().await.unwrap();
+    }
+    // The last spare goes at exit, with the session (CI's leak check).
 }

@@ -280,6 +280,13 @@ async fn a_failing_test_prints_its_url_and_keep_on_failure_keeps_the_server() {
 
     assert!(!out.status.success(), "the helper passed:\n{text}");
     assert!(kept.is_some(), "the server was not kept:\n{text}");
+    // Marked once, though the database and the server's guard both ask.
+    assert_eq!(
+        text.matches("testdock: kept container ").count(),
+        1,
+        "{text}"
+    );
+    assert!(!text.contains("could not mark"), "{text}");
     let url = url.unwrap_or_else(|| panic!("no url printed:\n{text}"));
     let name = url.rsplit('/').next().unwrap();
     assert!(

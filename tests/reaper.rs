@@ -55,6 +55,16 @@ async fn probe() {
     shared.exec_ok(["true"]).await.unwrap();
     let watchdog = wait_for_watchdog().await;
     println!("READY {} {watchdog} {}", testdock::session_id(), c.id());
+    // A probe that ends by itself waits until the parent has counted what
+    // it owns (stdin closes): a fast engine would remove it all first.
+    if mode != "wait" {
+        tokio::task::spawn_blocking(|| {
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    }
     match mode.as_str() {
         "" => {
             assert!(
@@ -83,10 +93,19 @@ async fn wait_for_watchdog() -> u32 {
 
 struct Probe {
     child: Child,
+    /// Closed by `go`: a self-ending probe then ends.
+    stdin: Option<std::process::ChildStdin>,
     session: String,
     watchdog: u32,
     container: String,
     stderr: mpsc::Receiver<String>,
+}
+
+impl Probe {
+    /// Lets a probe that ends by itself go on and end.
+    fn go(&mut self) {
+        self.stdin.take();
+    }
 }
 
 /// Starts the probe in `mode`, in its own process group, and waits for it
@@ -102,7 +121,7 @@ fn spawn_probe(mode: &str, env: &[(&str, &str)]) -> Probe {
         ])
         .env(PROBE, mode)
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -135,6 +154,7 @@ fn spawn_probe(mode: &str, env: &[(&str, &str)]) -> Probe {
         });
     let parts: Vec<&str> = ready.split(' ').collect();
     Probe {
+        stdin: child.stdin.take(),
         child,
         session: parts[0].to_string(),
         watchdog: parts[1].parse().unwrap(),
@@ -225,6 +245,7 @@ async fn end_and_check(mode: &str, how: &str, end: impl FnOnce(&Probe)) {
         "probe owns two containers and a volume"
     );
     let since = Instant::now();
+    p.go();
     end(&p);
     let status = tokio::task::spawn_blocking(move || {
         let s = p.child.wait().unwrap();
@@ -391,6 +412,7 @@ async fn remove(id: &str) {
 #[ignore = "requires Docker"]
 async fn keep_on_failure_keeps_the_failed_tests_container_and_says_how_to_get_in() {
     let mut p = spawn_probe("panic", &[("TESTDOCK_KEEP", "on-failure")]);
+    p.go();
     p.child.wait().unwrap();
     eventually(Duration::from_secs(10), "watchdog exited", || {
         std::future::ready(!process_alive(p.watchdog))
@@ -423,13 +445,15 @@ async fn keep_on_failure_keeps_the_failed_tests_container_and_says_how_to_get_in
 #[ignore = "requires Docker"]
 async fn keep_always_keeps_everything() {
     let mut p = spawn_probe("return", &[("TESTDOCK_KEEP", "always")]);
+    p.go();
     p.child.wait().unwrap();
     eventually(Duration::from_secs(10), "watchdog exited", || {
         std::future::ready(!process_alive(p.watchdog))
     })
     .await;
     let left = kept_containers(&p.session).await;
-    assert_eq!(left.len(), 2, "{left:?}");
+    let stderr: Vec<String> = p.stderr.try_iter().collect();
+    assert_eq!(left.len(), 2, "{left:?}; the probe said {stderr:#?}");
     assert!(left.iter().all(|(_, n)| n.ends_with(".kept")), "{left:?}");
     for (id, _) in &left {
         remove(id).await;
@@ -536,6 +560,7 @@ async fn the_next_session_sweeps_dead_and_expired_owners_but_never_a_live_one() 
         common::exists(&live).await,
         "a live owner's container was swept"
     );
+    p.go();
     p.child.wait().unwrap();
 
     // And on demand.

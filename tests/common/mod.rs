@@ -27,6 +27,31 @@ pub fn shell_with_perl() -> Image {
     HostImage::shell().binary("perl").path(lib).into()
 }
 
+/// A container whose TCP port 8080 answers every connection with `line`
+/// (a newline added) and closes it; published.
+pub fn greeter(line: &str) -> ContainerSpec {
+    let server = format!(
+        r#"use IO::Socket::INET;
+        my $s = IO::Socket::INET->new(LocalPort => 8080, Listen => 5, ReuseAddr => 1) or die "listen: $!";
+        while (my $c = $s->accept) {{ print $c "{line}\n"; close $c }}"#
+    );
+    ContainerSpec::new(shell_with_perl())
+        .cmd(["perl", "-e", &server])
+        .expose(8080)
+}
+
+/// The host addresses the engine bound container port `port` to.
+pub async fn bound_ips(id: &str, port: u16) -> Vec<String> {
+    let docker = testdock::docker().await.unwrap();
+    let info = docker.bollard().inspect_container(id, None).await.unwrap();
+    let ports = info.network_settings.unwrap().ports.unwrap();
+    ports[&format!("{port}/tcp")]
+        .iter()
+        .flatten()
+        .map(|b| b.host_ip.clone().unwrap_or_default())
+        .collect()
+}
+
 /// A long-running container of the shell image.
 pub fn sleeper() -> ContainerSpec {
     ContainerSpec::new(shell()).cmd(["sleep", "infinity"])

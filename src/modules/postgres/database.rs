@@ -1,7 +1,6 @@
 //! `TestDatabase`: one test's database, dropped when the test passes and
 //! kept when it fails; and how it is named.
 
-use std::fmt::Write as _;
 use std::panic::Location;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -155,12 +154,7 @@ impl Origin {
             .take(30)
             .collect();
         let hash = Sha256::digest(key.as_bytes());
-        let mut name = format!("t_{slug}_");
-        for b in &hash[..4] {
-            let _ = write!(name, "{b:02x}");
-        }
-        let _ = write!(name, "_{n}");
-        name
+        format!("t_{slug}_{}_{n}", crate::util::hex(&hash[..4]))
     }
 }
 

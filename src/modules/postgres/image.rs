@@ -3,7 +3,6 @@
 //! time so a start only copies it into a tmpfs.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -115,10 +114,7 @@ impl Install {
                 h.update(format!("{bin}:{}:{mtime};", meta.len()));
             }
         }
-        h.finalize()[..8].iter().fold(String::new(), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+        crate::util::hex(&h.finalize()[..8])
     }
 
     /// The files: server and client binaries, every server library but the

@@ -1,7 +1,6 @@
 //! `Migrations`: the SQL a template database is made from, and the hash
 //! that names it.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -152,12 +151,7 @@ pub(crate) fn template_name(scripts: &[Script]) -> String {
             h.update(part);
         }
     }
-    h.finalize()[..8]
-        .iter()
-        .fold(String::from("tmpl_"), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    format!("tmpl_{}", crate::util::hex(&h.finalize()[..8]))
 }
 
 /// A failed script, as psql reports it: `psql:<file>:<line>: ERROR:  …`.
