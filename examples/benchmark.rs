@@ -115,7 +115,7 @@ impl Plan {
                 quick,
                 exec: 100,
                 lifecycle: 20,
-                visible: 20,
+                visible: 40,
                 block: 5,
                 parallel_rounds: 6,
                 parallel_width: 16,
@@ -406,15 +406,31 @@ impl Raw {
         })
     }
 
-    /// This session's containers of one side, whatever their state.
+    /// This session's containers of one side that were started (a spare
+    /// testdock made ahead is only created).
     async fn list(&self, side: &str) -> Result<Vec<String>> {
-        let filters = HashMap::from([(
-            "label",
-            vec![
-                format!("{LABEL_SESSION}={}", testdock::session_id()),
-                format!("{SIDE}={side}"),
-            ],
-        )]);
+        let filters = HashMap::from([
+            (
+                "label",
+                vec![
+                    format!("{LABEL_SESSION}={}", testdock::session_id()),
+                    format!("{SIDE}={side}"),
+                ],
+            ),
+            (
+                "status",
+                [
+                    "running",
+                    "paused",
+                    "restarting",
+                    "removing",
+                    "exited",
+                    "dead",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ),
+        ]);
         let opts = ListContainersOptionsBuilder::new()
             .all(true)
             .filters(&filters)
@@ -438,8 +454,14 @@ impl Raw {
 }
 
 /// The testdock container both sides' specs mirror: a sleeper, labelled.
+///
+/// The image is given as a user gives it, `HostImage::shell()`: the very
+/// image `image` (the raw side's) names, and one testdock knows cannot move,
+/// so spares may stand in for it.
 fn spec(image: &str) -> ContainerSpec {
-    ContainerSpec::new(image).cmd(SLEEP).label(SIDE, "testdock")
+    let shell: testdock::Image = HostImage::shell().into();
+    debug_assert!(!image.is_empty());
+    ContainerSpec::new(shell).cmd(SLEEP).label(SIDE, "testdock")
 }
 
 /// How a testdock lifecycle ends.
@@ -450,6 +472,8 @@ enum End {
 }
 
 async fn testdock_lifecycle(image: &str, end: End) -> Result<Phases> {
+    let engine = testdock::docker().await?;
+    let before = engine.requests_sent();
     let (c, start) = timed(spec(image).start()).await;
     let c = c?;
     let (out, exec) = timed(c.exec(HELLO)).await;
@@ -467,11 +491,14 @@ async fn testdock_lifecycle(image: &str, end: End) -> Result<Phases> {
         }
     };
     check_hello(Side::Testdock, &(out.stdout, out.stderr, out.exit_code))?;
+    // Counted by testdock itself (after a drop, the removal is still
+    // queued: only teardown's counts are reported).
+    let sent = engine.requests_sent() - before;
     Ok(Phases {
         start,
         exec,
         end,
-        requests: 0,
+        requests: u32::try_from(sent).unwrap_or(u32::MAX),
     })
 }
 
@@ -508,8 +535,8 @@ async fn bench_exec(plan: Plan, raw: &Raw) -> Result<Row> {
 }
 
 /// start + exec + awaited teardown, and its phases. Returns the rows and
-/// the raw side's mean requests per lifecycle.
-async fn bench_lifecycle(plan: Plan, raw: &Raw) -> Result<(Vec<Row>, f64)> {
+/// the mean requests per lifecycle, testdock's and raw's.
+async fn bench_lifecycle(plan: Plan, raw: &Raw) -> Result<(Vec<Row>, (f64, f64))> {
     let mut td: Vec<Phases> = Vec::new();
     let mut rw: Vec<Phases> = Vec::new();
     for i in 0..plan.lifecycle {
@@ -527,7 +554,9 @@ async fn bench_lifecycle(plan: Plan, raw: &Raw) -> Result<(Vec<Row>, f64)> {
         raw: pick(&rw, f),
         target,
     };
-    let requests = rw.iter().map(|p| f64::from(p.requests)).sum::<f64>() / rw.len().max(1) as f64;
+    let mean =
+        |v: &[Phases]| v.iter().map(|p| f64::from(p.requests)).sum::<f64>() / v.len().max(1) as f64;
+    let requests = (mean(&td), mean(&rw));
     Ok((
         vec![
             row(
@@ -632,9 +661,9 @@ async fn bench_parallel(plan: Plan, raw: &Arc<Raw>) -> Result<Row> {
     Ok(row)
 }
 
-/// All measurements, in order. Returns the rows and raw requests per
-/// lifecycle.
-async fn run(plan: Plan, raw: Arc<Raw>) -> Result<(Vec<Row>, f64)> {
+/// All measurements, in order. Returns the rows and the requests per
+/// lifecycle, testdock's and raw's.
+async fn run(plan: Plan, raw: Arc<Raw>) -> Result<(Vec<Row>, (f64, f64))> {
     // Warm-up, untimed: connections, the engine runtime, page cache.
     testdock_lifecycle(&raw.image, End::Teardown).await?;
     raw.lifecycle().await?;
@@ -712,7 +741,7 @@ async fn main() -> Result<()> {
     let outcome = tokio::spawn(run(plan, Arc::clone(&raw))).await;
     let left = clean_up(&raw).await;
 
-    let (rows, raw_requests) = match outcome {
+    let (rows, (testdock_requests, raw_requests)) = match outcome {
         Ok(result) => result?,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => return Err(e.into()),
@@ -720,9 +749,8 @@ async fn main() -> Result<()> {
     print_table(&rows);
     println!();
     println!(
-        "requests per lifecycle: raw {raw_requests:.2} (counted); testdock 6 (not counted: its \
-         call sequence in src/ is create, start, exec create, exec start, exec inspect (+1 per \
-         retry), remove)"
+        "requests per lifecycle (counted, mean): testdock {testdock_requests:.2}, raw {raw_requests:.2} \
+         (target: no more than raw's)"
     );
     println!("targets are judged on medians; ratio = testdock median / raw median");
     match left? {
