@@ -43,11 +43,45 @@ async fn drop_in_current_thread_runtime_returns_at_once_and_removes() {
     let c = sleeper().start().await.unwrap();
     let id = c.id().to_string();
     drop(c);
-    // Removal takes ~100 ms; a Drop that waited for it would have found it
-    // gone. (A Drop that blocked this single-threaded runtime would not
-    // return at all.)
-    assert!(exists(&id).await, "Drop waited for the removal");
+    let returned = unix_nanos(std::time::SystemTime::now());
     assert_gone(&id).await;
+    // The engine stamps the removal when it happens. Asking whether the
+    // container still exists after `drop` would race the removal on a busy
+    // machine; the engine's clock orders the two whatever the load.
+    let removed = last_event_nanos(&id).await;
+    assert!(
+        removed > returned,
+        "Drop returned {} µs after the engine's last event for the container",
+        (returned - removed) / 1000
+    );
+}
+
+fn unix_nanos(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64
+}
+
+/// When the engine recorded its last event for a container that is gone:
+/// its removal (Docker's `destroy`, Podman's `remove`).
+async fn last_event_nanos(id: &str) -> i64 {
+    use futures_util::StreamExt;
+    let docker = testdock::docker().await.unwrap();
+    let now = unix_nanos(std::time::SystemTime::now()) / 1_000_000_000;
+    let filters = std::collections::HashMap::from([("container", vec![id])]);
+    let opts = testdock::bollard::query_parameters::EventsOptionsBuilder::new()
+        .since(&(now - 120).to_string())
+        .until(&(now + 1).to_string())
+        .filters(&filters)
+        .build();
+    let events: Vec<_> = docker.bollard().events(Some(opts)).collect().await;
+    let stamps: Vec<i64> = events
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter_map(|e| e.time_nano)
+        .collect();
+    *stamps
+        .iter()
+        .max()
+        .unwrap_or_else(|| panic!("the engine reported no events for {id}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
