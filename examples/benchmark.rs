@@ -28,6 +28,14 @@
 //! | start+exec (removal overlaps) | its phases, beside the queued removal | the same phases, alone |
 //! | `drop(guard)` returns | how long `drop` blocks | the awaited remove |
 //! | 16 parallel lifecycles | wall time of 16 at once (4 when quick) | the same |
+//! | per-test PostgreSQL database | `fresh_database()` + dropping its guard | `psql -c` execs: `CREATE DATABASE … TEMPLATE`, `DROP DATABASE` |
+//! | create | `fresh_database()` | the `CREATE DATABASE` exec |
+//!
+//! The database rows share one server, started once (untimed) from the
+//! image [`Postgres`] makes of this machine's PostgreSQL install; without
+//! one they are skipped, saying why. A dropped database guard queues its
+//! `DROP DATABASE` on the same psql session, so the next clone waits for
+//! it and the testdock figure includes it.
 //!
 //! "As a test sees it" runs in blocks of iterations per side: the removal a
 //! `drop` queues overlaps the next testdock iteration, as it would the next
@@ -55,6 +63,7 @@ use testdock::bollard::models::{ContainerCreateBody, ExecConfig};
 use testdock::bollard::query_parameters::{
     ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
 };
+use testdock::postgres::{Postgres, PostgresServer};
 use testdock::{ContainerSpec, HostImage, LABEL_EXPIRES, LABEL_MANAGED, LABEL_PID, LABEL_SESSION};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -80,6 +89,8 @@ struct Plan {
     block: usize,
     parallel_rounds: usize,
     parallel_width: usize,
+    /// Per-test databases, per side.
+    databases: usize,
 }
 
 impl Plan {
@@ -106,6 +117,7 @@ impl Plan {
                 block: 3,
                 parallel_rounds: 1,
                 parallel_width: 4,
+                databases: 3,
             }
         } else {
             // Blocks of 5: four in five drops overlap a following iteration,
@@ -119,6 +131,7 @@ impl Plan {
                 block: 5,
                 parallel_rounds: 6,
                 parallel_width: 16,
+                databases: 40,
             }
         })
     }
@@ -344,13 +357,18 @@ impl Raw {
         Ok(id)
     }
 
-    /// create, start (drained), inspect until exited: three requests plus
-    /// one per extra inspect, returned with the output.
+    /// `echo hello`: create, start (drained), inspect until exited: three
+    /// requests plus one per extra inspect, returned with the output.
     async fn exec(&self, id: &str) -> Result<(Output, u32)> {
+        self.exec_cmd(id, HELLO.map(String::from).to_vec()).await
+    }
+
+    /// Any command, as [`exec`](Raw::exec).
+    async fn exec_cmd(&self, id: &str, cmd: Vec<String>) -> Result<(Output, u32)> {
         let config = ExecConfig {
             attach_stdout: Some(true),
             attach_stderr: Some(true),
-            cmd: Some(HELLO.map(String::from).to_vec()),
+            cmd: Some(cmd),
             ..Default::default()
         };
         let exec_id = self.docker.create_exec(id, config).await?.id;
@@ -382,6 +400,31 @@ impl Raw {
                 _ => tokio::time::sleep(Duration::from_millis(1)).await,
             }
         }
+    }
+
+    /// One statement through `psql -c` in the server's container, as a
+    /// hand-written fixture would run it; fails unless psql exits 0.
+    async fn psql(&self, server: &PostgresServer, sql: String) -> Result<()> {
+        let cmd = [
+            "psql",
+            "-X",
+            "-w",
+            "-q",
+            "-U",
+            server.user(),
+            "-d",
+            "postgres",
+            "-c",
+        ]
+        .map(String::from)
+        .into_iter()
+        .chain([sql])
+        .collect();
+        let ((_, stderr, code), _) = self.exec_cmd(server.container().id(), cmd).await?;
+        if code != 0 {
+            return Err(format!("psql exited {code}: {}", String::from_utf8_lossy(&stderr)).into());
+        }
+        Ok(())
     }
 
     /// Forced remove: one request.
@@ -661,6 +704,81 @@ async fn bench_parallel(plan: Plan, raw: &Arc<Raw>) -> Result<Row> {
     Ok(row)
 }
 
+/// A database per test on one shared server, cloned from a template of a
+/// small schema: testdock's `fresh_database` and its guard's drop, against
+/// the same `CREATE DATABASE … TEMPLATE` and `DROP DATABASE` through
+/// `psql -c` execs. `None` (with why) where no PostgreSQL image can be had.
+async fn bench_postgres(plan: Plan, raw: &Raw) -> Result<Option<Vec<Row>>> {
+    let server = match Postgres::new()
+        .init_sql("CREATE TABLE users (id bigserial PRIMARY KEY, name text NOT NULL)")
+        .start()
+        .await
+    {
+        Ok(server) => server,
+        Err(e @ testdock::Error::ImageUnavailable { .. }) => {
+            println!("per-test PostgreSQL database: skipped: {e}");
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let template = server.template().await?;
+    // Both sides clone the same way: FILE_COPY where the server has it.
+    let strategy = if server.version() >= 150_000 {
+        " STRATEGY FILE_COPY"
+    } else {
+        ""
+    };
+    let engine = testdock::docker().await?;
+    let (mut create, mut test) = (
+        Row {
+            name: "  create".into(),
+            testdock: Samples::default(),
+            raw: Samples::default(),
+            target: Target::None,
+        },
+        Row {
+            name: "per-test PostgreSQL database".into(),
+            testdock: Samples::default(),
+            raw: Samples::default(),
+            target: Target::None,
+        },
+    );
+    let before = engine.requests_sent();
+    for i in 0..plan.databases {
+        for side in order(i) {
+            match side {
+                Side::Testdock => {
+                    let (db, made) = timed(server.fresh_database()).await;
+                    let db = db?;
+                    let t = Instant::now();
+                    drop(db); // queued; the next clone waits behind it
+                    create.testdock.push(made);
+                    test.testdock.push(made + t.elapsed());
+                }
+                Side::Raw => {
+                    let name = format!("raw_{i}");
+                    let sql = format!("CREATE DATABASE {name} TEMPLATE \"{template}\"{strategy}");
+                    let (made, m) = timed(raw.psql(&server, sql)).await;
+                    made?;
+                    let (dropped, d) =
+                        timed(raw.psql(&server, format!("DROP DATABASE {name}"))).await;
+                    dropped?;
+                    create.raw.push(m);
+                    test.raw.push(m + d);
+                }
+            }
+        }
+    }
+    let requests = engine.requests_sent() - before;
+    println!(
+        "per-test database: testdock sent {requests} engine request(s) for {} databases \
+         (one psql session serves them all); raw sends 6 per database",
+        plan.databases
+    );
+    server.teardown().await?;
+    Ok(Some(vec![test, create]))
+}
+
 /// All measurements, in order. Returns the rows and the requests per
 /// lifecycle, testdock's and raw's.
 async fn run(plan: Plan, raw: Arc<Raw>) -> Result<(Vec<Row>, (f64, f64))> {
@@ -684,6 +802,8 @@ async fn run(plan: Plan, raw: Arc<Raw>) -> Result<(Vec<Row>, (f64, f64))> {
         plan.parallel_width, plan.parallel_rounds
     );
     rows.push(bench_parallel(plan, &raw).await?);
+    eprintln!("· per-test PostgreSQL database, {} × 2", plan.databases);
+    rows.extend(bench_postgres(plan, &raw).await?.unwrap_or_default());
     Ok((rows, requests))
 }
 
