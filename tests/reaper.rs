@@ -56,8 +56,9 @@ async fn probe() {
     let watchdog = wait_for_watchdog().await;
     println!("READY {} {watchdog} {}", testdock::session_id(), c.id());
     // A probe that ends by itself waits until the parent has counted what
-    // it owns (stdin closes): a fast engine would remove it all first.
-    if mode != "wait" {
+    // it owns (stdin closes): a fast engine would remove it all first. Run
+    // alone, it has no parent, and its stdin may be a terminal.
+    if std::env::var_os(PROBE).is_some() && mode != "wait" {
         tokio::task::spawn_blocking(|| {
             std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())
         })
