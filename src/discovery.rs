@@ -20,8 +20,9 @@ pub(crate) struct Candidate {
 pub(crate) enum Tls {
     /// Plain HTTP (or a unix socket).
     Off,
-    /// TLS, checking the engine's certificate against `ca.pem` and showing
-    /// `cert.pem`/`key.pem`, all in this directory.
+    /// TLS, checking the engine's certificate against `ca.pem` (and, as
+    /// bollard does, the system's roots) and showing `cert.pem`/`key.pem`,
+    /// all in this directory.
     Verify(PathBuf),
     /// TLS without checking the engine's certificate (`DOCKER_TLS`, or a
     /// context with `SkipTLSVerify`), which testdock refuses.
@@ -76,7 +77,10 @@ pub(crate) fn candidates(env: &Env) -> Vec<Candidate> {
     };
     let config = env.config_dir();
     if let Some(host) = &env.docker_host {
-        let tls = if env.docker_tls_verify {
+        // As the CLI: TLS is for TCP; a unix socket ignores it.
+        let tls = if !host.starts_with("tcp://") {
+            Tls::Off
+        } else if env.docker_tls_verify {
             // The CLI's default: certificates beside its config.
             match env.docker_cert_path.clone().or(config) {
                 Some(dir) => Tls::Verify(dir),
@@ -240,6 +244,14 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(tls_of(env), Tls::Unverified);
+        // A unix socket never speaks TLS, whatever the environment says.
+        let env = Env {
+            docker_host: Some("unix:///run/docker.sock".into()),
+            docker_tls_verify: true,
+            docker_cert_path: Some("/certs".into()),
+            ..Default::default()
+        };
+        assert_eq!(tls_of(env), Tls::Off);
     }
 
     #[test]
