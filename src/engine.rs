@@ -36,6 +36,9 @@ static REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::ne
 /// How long one endpoint may take to answer a ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long the engine may take to describe itself once it has answered.
+const INFO_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Requests are bounded by our own timeouts (exec, wait, run); bollard's
 /// per-request limit only covers the response head, so keep it generous.
 const REQUEST_TIMEOUT_SECS: u64 = 600;
@@ -333,7 +336,20 @@ async fn try_endpoint(c: &Candidate) -> std::result::Result<Docker, String> {
     }
     // Podman differs in a few places (no host-gateway in 4.x), and so do
     // rootless engines (the host is elsewhere): asked once per process.
-    let (version, info) = tokio::join!(client.version(), client.info());
+    // Bounded: a daemon too busy to say what it is must not hang every
+    // test binary's first start.
+    let (version, info) = match tokio::time::timeout(INFO_TIMEOUT, async {
+        tokio::join!(client.version(), client.info())
+    })
+    .await
+    {
+        Ok(answers) => answers,
+        Err(_) => {
+            return Err(format!(
+                "answered ping, but not /version and /info within {INFO_TIMEOUT:?}"
+            ))
+        }
+    };
     let podman = match version {
         Ok(v) => v
             .components
