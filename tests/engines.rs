@@ -51,6 +51,15 @@ async fn the_doctor_describes_the_engine_and_its_checks_pass() {
         }
     }
     assert_eq!(report.tls.is_some(), engine.tls_cert_dir().is_some());
+    // What the environment asked for, as the Docker CLI reads it.
+    if let Ok(host) = std::env::var("DOCKER_HOST") {
+        let verify = std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty());
+        assert_eq!(
+            report.tls.is_some(),
+            verify && host.starts_with("tcp://"),
+            "{text}"
+        );
+    }
 }
 
 #[tokio::test]

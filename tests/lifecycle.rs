@@ -227,7 +227,9 @@ async fn memory_and_cpu_limits_show_in_inspect() {
     let hc = info.host_config.unwrap();
     // Rootless Podman without cgroups v2 cannot apply limits, and drops
     // them (with a warning in its log).
-    if !(docker.is_podman() && docker.is_rootless()) {
+    let cgroup_v2 = docker.bollard().info().await.unwrap().cgroup_version
+        == Some(testdock::bollard::models::SystemInfoCgroupVersionEnum::_2);
+    if cgroup_v2 || !(docker.is_podman() && docker.is_rootless()) {
         assert_eq!(hc.memory, Some(64 * 1024 * 1024));
         assert_eq!(hc.nano_cpus, Some(500_000_000));
     }
