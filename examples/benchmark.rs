@@ -499,12 +499,12 @@ impl Raw {
 /// The testdock container both sides' specs mirror: a sleeper, labelled.
 ///
 /// The image is given as a user gives it, `HostImage::shell()`: the very
-/// image `image` (the raw side's) names, and one testdock knows cannot move,
-/// so spares may stand in for it.
-fn spec(image: &str) -> ContainerSpec {
-    let shell: testdock::Image = HostImage::shell().into();
-    debug_assert!(!image.is_empty());
-    ContainerSpec::new(shell).cmd(SLEEP).label(SIDE, "testdock")
+/// image the raw side names by reference, and one testdock knows cannot
+/// move, so spares may stand in for it.
+fn spec() -> ContainerSpec {
+    ContainerSpec::new(HostImage::shell())
+        .cmd(SLEEP)
+        .label(SIDE, "testdock")
 }
 
 /// How a testdock lifecycle ends.
@@ -514,10 +514,10 @@ enum End {
     Drop,
 }
 
-async fn testdock_lifecycle(image: &str, end: End) -> Result<Phases> {
+async fn testdock_lifecycle(end: End) -> Result<Phases> {
     let engine = testdock::docker().await?;
     let before = engine.requests_sent();
-    let (c, start) = timed(spec(image).start()).await;
+    let (c, start) = timed(spec().start()).await;
     let c = c?;
     let (out, exec) = timed(c.exec(HELLO)).await;
     let out = out?;
@@ -553,7 +553,7 @@ async fn bench_exec(plan: Plan, raw: &Raw) -> Result<Row> {
         raw: Samples::default(),
         target: Target::Ratio(1.10),
     };
-    let c = spec(&raw.image).start().await?;
+    let c = spec().start().await?;
     let id = raw.start().await?;
     for i in 0..plan.exec {
         for side in order(i) {
@@ -585,7 +585,7 @@ async fn bench_lifecycle(plan: Plan, raw: &Raw) -> Result<(Vec<Row>, (f64, f64))
     for i in 0..plan.lifecycle {
         for side in order(i) {
             match side {
-                Side::Testdock => td.push(testdock_lifecycle(&raw.image, End::Teardown).await?),
+                Side::Testdock => td.push(testdock_lifecycle(End::Teardown).await?),
                 Side::Raw => rw.push(raw.lifecycle().await?),
             }
         }
@@ -625,7 +625,7 @@ async fn bench_visible(plan: Plan, raw: &Raw) -> Result<Vec<Row>> {
             match side {
                 Side::Testdock => {
                     for _ in 0..plan.block {
-                        td.push(testdock_lifecycle(&raw.image, End::Drop).await?);
+                        td.push(testdock_lifecycle(End::Drop).await?);
                     }
                     let left = raw.wait_testdock_gone().await?;
                     if left > 0 {
@@ -686,7 +686,7 @@ async fn bench_parallel(plan: Plan, raw: &Arc<Raw>) -> Result<Row> {
                     let raw = Arc::clone(raw);
                     tokio::spawn(async move {
                         match side {
-                            Side::Testdock => testdock_lifecycle(&raw.image, End::Teardown).await,
+                            Side::Testdock => testdock_lifecycle(End::Teardown).await,
                             Side::Raw => raw.lifecycle().await,
                         }
                     })
@@ -783,7 +783,7 @@ async fn bench_postgres(plan: Plan, raw: &Raw) -> Result<Option<Vec<Row>>> {
 /// lifecycle, testdock's and raw's.
 async fn run(plan: Plan, raw: Arc<Raw>) -> Result<(Vec<Row>, (f64, f64))> {
     // Warm-up, untimed: connections, the engine runtime, page cache.
-    testdock_lifecycle(&raw.image, End::Teardown).await?;
+    testdock_lifecycle(End::Teardown).await?;
     raw.lifecycle().await?;
 
     let mut rows = Vec::new();

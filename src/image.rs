@@ -101,12 +101,6 @@ impl Image {
         }
     }
 
-    /// Makes the image available and returns a reference Docker can start,
-    /// and whether to pull it if `create` finds it missing.
-    ///
-    /// A named image is not checked here: `create` is tried first and a
-    /// "no such image" answer triggers the pull, so a present image costs no
-    /// extra request.
     /// Whether the reference names one image for good: testdock's own
     /// (tagged by content) or a digest. A tag like `app:dev` may be moved
     /// to another image at any time.
@@ -118,6 +112,12 @@ impl Image {
         }
     }
 
+    /// Makes the image available and returns a reference Docker can start,
+    /// and whether to pull it if `create` finds it missing.
+    ///
+    /// A named image is not checked here: `create` is tried first and a
+    /// "no such image" answer triggers the pull, so a present image costs no
+    /// extra request.
     pub(crate) async fn resolve_lazily(&self) -> Result<(String, bool)> {
         match &self.kind {
             Kind::Named(n, PullPolicy::IfMissing) => Ok((substitute(n), true)),
