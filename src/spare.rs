@@ -60,35 +60,9 @@ pub(crate) fn shape(body: &ContainerCreateBody) -> Option<String> {
     if let Some(labels) = v.get_mut("Labels").and_then(|l| l.as_object_mut()) {
         labels.remove(LABEL_EXPIRES);
     }
-    let mut text = String::new();
-    canonical(&v, &mut text);
-    Some(crate::util::hex(&Sha256::digest(text.as_bytes())))
-}
-
-fn canonical(v: &serde_json::Value, out: &mut String) {
-    match v {
-        serde_json::Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for k in keys {
-                out.push_str(&serde_json::Value::from(k.as_str()).to_string());
-                out.push(':');
-                canonical(&map[k], out);
-                out.push(',');
-            }
-            out.push('}');
-        }
-        serde_json::Value::Array(items) => {
-            out.push('[');
-            for item in items {
-                canonical(item, out);
-                out.push(',');
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
+    // Another crate may turn on serde_json's `preserve_order`.
+    v.sort_all_objects();
+    Some(crate::util::hex(&Sha256::digest(v.to_string().as_bytes())))
 }
 
 /// The shape's spare, if one is ready or being created (then awaited: it is
