@@ -21,7 +21,8 @@ use crate::error::{status_of, Error, Result};
 use crate::exec::{Exec, ExecOutput, Io};
 use crate::image::ensure_named;
 use crate::reaper::{self, Owned};
-use crate::session::{labels, session_id, LABEL_SESSION};
+use crate::run::Run;
+use crate::session::{labels, LABEL_SESSION};
 use crate::spec::ContainerSpec;
 use crate::util::shell_join;
 use crate::wait::{wait_ready, Target, WaitFor};
@@ -221,7 +222,7 @@ pub(crate) async fn wait_exit(
 }
 
 /// How a container came to be, for spares.
-struct Made {
+pub(crate) struct Made {
     /// Its shape and create request, when spares may stand in for it.
     shape: Option<(String, ContainerCreateBody)>,
     /// Taken from a spare rather than created now.
@@ -231,6 +232,55 @@ struct Made {
 /// Creates the container (not started) and its guard — or takes a spare
 /// of the same shape when `spares`.
 async fn create(spec: &ContainerSpec, attach: bool, spares: bool) -> Result<(TestContainer, Made)> {
+    match create_as(spec, attach, spares, None).await? {
+        Created::New(c, made) => Ok((c, *made)),
+        Created::Exists { name } => Err(Error::InvalidSpec(format!(
+            "a container named {name} exists already"
+        ))),
+    }
+}
+
+/// Starts a container made by `create_as` and waits until it is ready;
+/// on failure it is removed before the error returns. For containers that
+/// never come from spares.
+pub(crate) async fn boot(c: TestContainer, spec: &ContainerSpec) -> Result<TestContainer> {
+    let c = crate::files::upload_all_or_remove(c, &spec.files).await?;
+    let docker = client().await?;
+    let mut started = docker
+        .start_container(&c.id, None)
+        .await
+        .map_err(|e| Error::docker(format!("start container {} ({})", c.name, c.image), e));
+    if let (Ok(()), Some(consumer)) = (&started, &spec.log_consumer) {
+        crate::logs::consume(c.id.clone(), consumer.clone());
+    }
+    if started.is_ok() && !spec.waits.is_empty() {
+        started = wait_ready(&c.target(), &spec.waits, spec.startup_timeout).await;
+    }
+    if let Err(err) = started {
+        let _ = c.teardown_on_engine().await;
+        return Err(err);
+    }
+    Ok(c)
+}
+
+/// What `create_as` found.
+pub(crate) enum Created {
+    New(TestContainer, Box<Made>),
+    /// The run's container of this spec, made by another process.
+    Exists {
+        name: String,
+    },
+}
+
+/// `create`, for `run` when given: labelled as the run's, named after the
+/// run and the spec, so that of all the processes asking at once the
+/// engine lets exactly one create it (the others get a 409).
+pub(crate) async fn create_as(
+    spec: &ContainerSpec,
+    attach: bool,
+    spares: bool,
+    run: Option<&Run>,
+) -> Result<Created> {
     if let Some(why) = &spec.error {
         return Err(Error::InvalidSpec(why.clone()));
     }
@@ -252,11 +302,20 @@ async fn create(spec: &ContainerSpec, attach: bool, spares: bool) -> Result<(Tes
         _ => "host-gateway".to_string(),
     };
     let (image, pull_if_missing) = spec.image.resolve_lazily().await?;
+    let base_labels = run.map_or_else(labels, crate::run::labels);
     let owned = Owned {
-        volumes: create_volumes(docker, spec).await?,
+        volumes: create_volumes(docker, spec, &base_labels).await?,
     };
     reaper::note_created();
-    let body = body(spec, &image, binds, engine.is_local(), &gateway, attach);
+    let body = body(
+        spec,
+        &image,
+        binds,
+        engine.is_local(),
+        &gateway,
+        attach,
+        base_labels,
+    );
     // A fixed name is one container's, and so are its volumes. A
     // test's own network comes and goes with the test (and Podman will not
     // remove one a spare is attached to). `none` and the defaults stay.
@@ -267,6 +326,7 @@ async fn create(spec: &ContainerSpec, attach: bool, spares: bool) -> Result<(Tes
     // A spare pins the image it was made from: only for references that
     // cannot move.
     let poolable = spares
+        && run.is_none()
         && !attach
         && spec.image.is_content_addressed()
         && spec.name.is_none()
@@ -294,10 +354,16 @@ async fn create(spec: &ContainerSpec, attach: bool, spares: bool) -> Result<(Tes
                 shape: Some((shape.clone(), body)),
                 from_spare: true,
             };
-            return Ok((guard(spare.id, spare.name, owned), made));
+            return Ok(Created::New(
+                guard(spare.id, spare.name, owned),
+                Box::new(made),
+            ));
         }
     }
-    let name = spec.name.clone().unwrap_or_else(unique_name);
+    let name = match run {
+        Some(run) => crate::run::container_name(run, &body, spec),
+        None => spec.name.clone().unwrap_or_else(unique_name),
+    };
     let opts = CreateContainerOptionsBuilder::new().name(&name).build();
     let mut created = docker
         .create_container(Some(opts.clone()), body.clone())
@@ -311,6 +377,10 @@ async fn create(spec: &ContainerSpec, attach: bool, spares: bool) -> Result<(Tes
     }
     let id = match created {
         Ok(r) => r.id,
+        Err(e) if run.is_some() && status_of(&e) == Some(409) => {
+            reaper::remove_volumes(&owned).await;
+            return Ok(Created::Exists { name });
+        }
         Err(e) => {
             reaper::remove_volumes(&owned).await;
             return Err(Error::docker(
@@ -323,7 +393,7 @@ async fn create(spec: &ContainerSpec, attach: bool, spares: bool) -> Result<(Tes
         shape: shape.map(|s| (s, body)),
         from_spare: false,
     };
-    Ok((guard(id, name, owned), made))
+    Ok(Created::New(guard(id, name, owned), Box::new(made)))
 }
 
 fn is_missing_image(e: &bollard::errors::Error) -> bool {
@@ -357,20 +427,23 @@ fn check_binds(spec: &ContainerSpec) -> Result<Vec<(PathBuf, String, bool)>> {
 
 /// Creates the spec's named volumes that do not exist yet, labelled; returns
 /// the ones this session owns (and so removes).
-async fn create_volumes(docker: &bollard::Docker, spec: &ContainerSpec) -> Result<Vec<String>> {
+async fn create_volumes(
+    docker: &bollard::Docker,
+    spec: &ContainerSpec,
+    labels: &HashMap<String, String>,
+) -> Result<Vec<String>> {
+    let session = labels.get(LABEL_SESSION).cloned();
     let mut owned = Vec::new();
     for (name, _, _) in &spec.volumes {
         let req = VolumeCreateRequest {
             name: Some(name.clone()),
-            labels: Some(labels()),
+            labels: Some(labels.clone()),
             ..Default::default()
         };
         match docker.create_volume(req).await {
             // Creating an existing volume returns it unchanged: it is ours
             // only if it carries our session.
-            Ok(v) if v.labels.get(LABEL_SESSION).map(String::as_str) == Some(session_id()) => {
-                owned.push(name.clone())
-            }
+            Ok(v) if v.labels.get(LABEL_SESSION) == session.as_ref() => owned.push(name.clone()),
             Ok(_) => {}
             Err(e) => {
                 reaper::remove_volumes(&Owned { volumes: owned }).await;
@@ -388,9 +461,10 @@ fn body(
     local_engine: bool,
     gateway: &str,
     attach: bool,
+    base_labels: HashMap<String, String>,
 ) -> ContainerCreateBody {
     let mut all_labels = spec.labels.clone();
-    all_labels.extend(labels());
+    all_labels.extend(base_labels);
 
     let mut mounts: Vec<Mount> = binds
         .into_iter()
@@ -675,7 +749,7 @@ impl TestContainer {
         .await
     }
 
-    fn target(&self) -> Target<'_> {
+    pub(crate) fn target(&self) -> Target<'_> {
         Target {
             id: &self.id,
             name: &self.name,
@@ -722,8 +796,29 @@ impl TestContainer {
         spec.start().await
     }
 
+    /// A guard for a container another process made, or one that outlives
+    /// this process: it never removes the container.
+    pub(crate) fn joined(id: String, name: String, image: String, spec: ContainerSpec) -> Self {
+        TestContainer {
+            id,
+            name,
+            image,
+            host: crate::engine::host_if_connected(),
+            owned: Owned::default(),
+            ports: Mutex::new(None),
+            spec: Arc::new(spec),
+            armed: false,
+        }
+    }
+
+    /// Hands the container over to its run: dropping the guard then leaves
+    /// it alone.
+    pub(crate) fn disarm(&mut self) {
+        self.armed = false;
+    }
+
     /// `teardown` for code already on the engine runtime.
-    async fn teardown_on_engine(mut self) -> Result<()> {
+    pub(crate) async fn teardown_on_engine(mut self) -> Result<()> {
         self.armed = false;
         reaper::remove(&self.id, &self.owned).await
     }
@@ -775,6 +870,17 @@ fn print_logs_tail(id: &str, name: &str) {
         if !tail.is_empty() {
             eprintln!("testdock: last {FAILURE_LOG_LINES} lines of {name} {stream}:\n{tail}");
         }
+    }
+}
+
+/// Whether the container is still there (anything but a 404 counts).
+pub(crate) async fn exists(id: &str) -> bool {
+    match client().await {
+        Ok(docker) => !matches!(
+            docker.inspect_container(id, None).await,
+            Err(e) if status_of(&e) == Some(404)
+        ),
+        Err(_) => true,
     }
 }
 

@@ -58,6 +58,12 @@ pub struct Docker {
 }
 
 impl Docker {
+    /// How the engine is reached over TLS, for child processes that
+    /// connect to it too.
+    pub(crate) fn tls(&self) -> &Tls {
+        &self.tls
+    }
+
     /// The endpoint that answered, e.g. `unix:///var/run/docker.sock`.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
@@ -238,6 +244,13 @@ pub(crate) fn runtime_if_started() -> Option<&'static Runtime> {
 /// The connected engine. Call from the engine runtime.
 pub(crate) async fn engine() -> Result<&'static Docker> {
     ENGINE.get_or_try_init(connect).await
+}
+
+/// Where published ports are reached, once connected (else loopback).
+pub(crate) fn host_if_connected() -> String {
+    ENGINE
+        .get()
+        .map_or_else(|| "127.0.0.1".to_string(), |e| e.host.clone())
 }
 
 /// The shared client, for code already on the engine runtime.

@@ -88,6 +88,16 @@ impl fmt::Debug for FileCopy {
 }
 
 impl FileCopy {
+    /// Feeds what tells two copies apart — bytes included, where given as
+    /// bytes — to `h`, for the key of a run-wide container.
+    pub(crate) fn share_key(&self, h: &mut sha2::Sha256) {
+        use sha2::Digest;
+        h.update(format!("{self:?}").as_bytes());
+        if let Source::Bytes(b) = &self.source {
+            h.update(b);
+        }
+    }
+
     fn new(source: Source, target: String) -> Self {
         FileCopy {
             source,

@@ -55,6 +55,7 @@ mod logs;
 mod modules;
 mod network;
 mod reaper;
+mod run;
 mod session;
 mod shared;
 mod spare;

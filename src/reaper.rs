@@ -106,6 +106,10 @@ pub(crate) fn keep_in_background(id: String, name: String) {
     });
 }
 
+/// Notes a shared container (a static's, never dropped), for
+/// keep-on-failure at exit.
+pub(crate) fn register_shared(_id: &str, _name: &str) {}
+
 /// Removes a container (forced, with its anonymous volumes) and the named
 /// volumes it owns. Already gone counts as done.
 pub(crate) async fn remove(id: &str, owned: &Owned) -> Result<()> {

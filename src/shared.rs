@@ -1,21 +1,31 @@
-//! `SharedContainer`: one container per process, started on first use and
-//! handed to every test in the binary.
+//! Shared containers: one per process, or one per test run across all its
+//! processes ([`crate::run`]), started on first use.
 
-use crate::container::TestContainer;
-use crate::error::Result;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bollard::models::ContainerStateStatusEnum as State;
+use once_cell::sync::Lazy;
+use tokio::sync::OnceCell;
+
+use crate::container::{boot, create_as, Created, TestContainer};
+use crate::engine::{client, on_engine};
+use crate::error::{status_of, Error, Result};
+use crate::run::{self, Run};
 use crate::spec::ContainerSpec;
 
-/// A container started once per process, on first use, and shared by every
-/// test in the binary — for a server that is expensive to start and that
-/// tests can share (each using its own database, bucket, key prefix…).
+/// A container started once, on first use, and shared by every test of the
+/// run — every process of `cargo nextest run`, every test binary of one
+/// `cargo test` — for a server that is expensive to start and that tests
+/// can share (each using its own database, bucket, key prefix…).
 ///
-/// Put it in a `static`. Statics are never dropped: the container is
-/// removed at process exit by testdock's exit hook, or by the watchdog if
-/// the process is killed.
-///
-/// Under `cargo test` all tests of a binary share one container. Under
-/// `cargo nextest` every test is its own process, so each gets its own
-/// container: correct, but the start is paid per test.
+/// Put it in a `static`. The first process to ask creates and starts it;
+/// the others, at once or later, join it and wait for the same readiness.
+/// It belongs to the run: it outlives the process that made it and is
+/// removed when the run ends, however it ends. Different specs never share.
+/// With no runner (a test binary run by hand) or `TESTDOCK_SHARE=process`
+/// it is the process's, removed at its exit. See the README's "Sharing".
 ///
 /// If the start fails, that caller gets the error and the next caller tries
 /// again.
@@ -37,7 +47,7 @@ use crate::spec::ContainerSpec;
 #[derive(Debug)]
 pub struct SharedContainer {
     spec: fn() -> ContainerSpec,
-    cell: tokio::sync::OnceCell<TestContainer>,
+    cell: OnceCell<TestContainer>,
 }
 
 impl SharedContainer {
@@ -45,17 +55,185 @@ impl SharedContainer {
     pub const fn new(spec: fn() -> ContainerSpec) -> Self {
         SharedContainer {
             spec,
-            cell: tokio::sync::OnceCell::const_new(),
+            cell: OnceCell::const_new(),
         }
     }
 
-    /// The container, started by the first caller; concurrent first callers
-    /// wait for that one start.
+    /// The container, started by the first caller of the run; concurrent
+    /// first callers wait for that one start.
     ///
     /// # Errors
     ///
-    /// As [`ContainerSpec::start`].
+    /// As [`ContainerSpec::start`]; [`Error::NotReady`] when the run's
+    /// container, started by another process, exited or never became ready.
     pub async fn get(&self) -> Result<&TestContainer> {
-        self.cell.get_or_try_init(|| (self.spec)().start()).await
+        self.cell
+            .get_or_try_init(|| start_shared((self.spec)()))
+            .await
     }
+}
+
+impl ContainerSpec {
+    /// The container of this spec shared by the process and the run, as
+    /// with a [`SharedContainer`] — for code that cannot declare a
+    /// `static`, such as a per-test attribute macro. The same spec gives the
+    /// same container for as long as the process lives.
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedContainer::get`].
+    pub async fn shared(self) -> Result<&'static TestContainer> {
+        type Cells = Mutex<HashMap<String, Arc<OnceCell<&'static TestContainer>>>>;
+        static BY_SPEC: Lazy<Cells> = Lazy::new(Default::default);
+        let cell = BY_SPEC
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(format!("{self:?}"))
+            .or_default()
+            .clone();
+        let c = cell
+            .get_or_try_init(|| async {
+                // Leaked on purpose: a shared container lives as long as
+                // the process, like a static's.
+                Ok::<_, Error>(&*Box::leak(Box::new(start_shared(self).await?)))
+            })
+            .await?;
+        Ok(*c)
+    }
+}
+
+/// Starts `spec` for the run, or for the process when there is no run.
+pub(crate) async fn start_shared(spec: ContainerSpec) -> Result<TestContainer> {
+    match run::current() {
+        Some(run) => on_engine(start_in_run(spec, run)).await,
+        None => {
+            let c = spec.start().await?;
+            crate::reaper::register_shared(c.id(), c.name());
+            Ok(c)
+        }
+    }
+}
+
+/// How many times a caller goes round when the container it joined went
+/// away (its creator failed, or died before starting it).
+const ATTEMPTS: usize = 4;
+/// What a joiner allows the creator beyond the startup timeout: the image,
+/// the create and the start.
+const CREATE_GRACE: Duration = Duration::from_secs(60);
+
+/// Creates the run's container of `spec` or joins the one another process
+/// created, and returns once it is ready. The guard never removes it: the
+/// run does.
+async fn start_in_run(spec: ContainerSpec, run: &'static Run) -> Result<TestContainer> {
+    // An idle scope counts this process as a user before anything else, so
+    // its watchdog cannot remove what we are about to join.
+    run::ensure_watch(run, false).await;
+    let mut why_again = String::new();
+    for _ in 0..ATTEMPTS {
+        match create_as(&spec, false, false, Some(run)).await? {
+            Created::New(c, _) => {
+                run::ensure_watch(run, true).await;
+                let mut c = boot(c, &spec).await?;
+                c.disarm();
+                crate::reaper::register_shared(c.id(), c.name());
+                return Ok(c);
+            }
+            Created::Exists { name } => match join(&spec, &name).await? {
+                Joined::Ready(c) => {
+                    crate::reaper::register_shared(c.id(), c.name());
+                    return Ok(c);
+                }
+                Joined::Gone(why) => why_again = why,
+            },
+        }
+    }
+    Err(Error::InvalidSpec(format!(
+        "the run's shared container of {:?} kept going away ({why_again}); tried {ATTEMPTS} times",
+        spec.image
+    )))
+}
+
+enum Joined {
+    Ready(TestContainer),
+    /// Removed, or taken over from a dead creator: try again.
+    Gone(String),
+}
+
+/// Waits until the container another process created is running and
+/// ready, by the spec's own readiness checks.
+async fn join(spec: &ContainerSpec, name: &str) -> Result<Joined> {
+    let docker = client().await?;
+    let started = Instant::now();
+    let deadline = started + spec.startup_timeout + CREATE_GRACE;
+    let (id, image) = loop {
+        let info = match docker.inspect_container(name, None).await {
+            Ok(info) => info,
+            Err(e) if status_of(&e) == Some(404) => {
+                return Ok(Joined::Gone(format!("{name} was removed")))
+            }
+            Err(e) => return Err(Error::docker(format!("inspect container {name}"), e)),
+        };
+        let labels = info
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
+        let image = info
+            .config
+            .as_ref()
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default();
+        let status = info.state.as_ref().and_then(|s| s.status);
+        let creator = run::creator_alive(labels.get(run::LABEL_CREATOR));
+        match status {
+            Some(State::RUNNING) => {
+                break (info.id.clone().unwrap_or_else(|| name.to_string()), image)
+            }
+            // The creator died between create and start: take over.
+            Some(State::CREATED) if creator == Some(false) => {
+                let _ = crate::reaper::remove(name, &Default::default()).await;
+                return Ok(Joined::Gone(format!(
+                    "its creator died before starting {name}"
+                )));
+            }
+            Some(State::EXITED | State::DEAD) if creator != Some(true) => {
+                let logs = crate::container::read_logs_tail(name.to_string(), 20)
+                    .await
+                    .map(|l| format!("{}{}", l.stdout_text(), l.stderr_text()))
+                    .unwrap_or_default();
+                return Err(Error::NotReady {
+                    container: name.to_string(),
+                    strategy: "the run's shared container, started by another process".into(),
+                    outcome: "it is not running".into(),
+                    waited: started.elapsed(),
+                    logs_tail: logs,
+                });
+            }
+            Some(State::REMOVING) => return Ok(Joined::Gone(format!("{name} is being removed"))),
+            // Created, or exited while its live creator removes it: wait.
+            _ => {}
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::NotReady {
+                container: name.to_string(),
+                strategy: "the run's shared container, started by another process".into(),
+                outcome: format!("still {status:?} after {:?}", started.elapsed()),
+                waited: started.elapsed(),
+                logs_tail: String::new(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let c = TestContainer::joined(id.clone(), name.to_string(), image, spec.clone());
+    let waits = &spec.waits;
+    if !waits.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if let Err(e) = crate::wait::wait_ready(&c.target(), waits, left).await {
+            if !crate::container::exists(&id).await {
+                return Ok(Joined::Gone(format!("{name} went away while starting")));
+            }
+            return Err(e);
+        }
+    }
+    Ok(Joined::Ready(c))
 }

@@ -40,8 +40,10 @@ pub(crate) async fn sweep_on_engine() -> Result<usize> {
     let stale: Vec<Found> = found
         .into_iter()
         .filter(|f| {
-            is_stale(&f.labels, f.is_kept(), now, pid_namespace(), &|pid| {
-                process_start_ticks(pid)
+            crate::run::idle_verdict(&f.labels, f.is_kept()).unwrap_or_else(|| {
+                is_stale(&f.labels, f.is_kept(), now, pid_namespace(), &|pid| {
+                    process_start_ticks(pid)
+                })
             })
         })
         .collect();

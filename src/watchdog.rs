@@ -30,7 +30,7 @@ static PID: OnceCell<u32> = OnceCell::new();
 
 /// Whether this process is a watchdog (then it must start nothing).
 pub(crate) fn is_watchdog() -> bool {
-    std::env::var_os(MARKER).is_some()
+    std::env::var_os(MARKER).is_some() || crate::run::is_run_watchdog()
 }
 
 /// The watchdog's pid, once started. For tests that wait for it to finish.
@@ -55,23 +55,10 @@ pub(crate) fn start(endpoint: &str, tls: &Tls) {
 }
 
 fn spawn(endpoint: &str, tls: &Tls) -> std::io::Result<()> {
-    let exe = std::env::current_exe()?;
     // Both ends are close-on-exec: no other child of ours holds the write
     // end open after we die.
     let (reader, writer) = std::io::pipe()?;
-    let mut cmd = Command::new(exe);
-    // The engine we found, however we found it (a context, say), spelled
-    // as DOCKER_HOST and its TLS settings.
-    cmd.env("DOCKER_HOST", endpoint).env_remove("DOCKER_TLS");
-    match tls {
-        Tls::Verify(dir) => cmd
-            .env("DOCKER_TLS_VERIFY", "1")
-            .env("DOCKER_CERT_PATH", dir),
-        _ => cmd.env_remove("DOCKER_TLS_VERIFY"),
-    };
-    let child = cmd
-        // Should the constructor not run, a test harness runs no test.
-        .args(["--exact", "__testdock_watchdog__"])
+    let child = command(endpoint, tls)?
         .env(MARKER, session_id())
         .stdin(reader)
         // Inherited outputs would keep `cargo test | tee` waiting and make
@@ -85,6 +72,24 @@ fn spawn(endpoint: &str, tls: &Tls) -> std::io::Result<()> {
     let _ = PID.set(child.id());
     let _ = PIPE.set(writer);
     Ok(())
+}
+
+/// This binary re-executed to clean up, talking to the engine at
+/// `endpoint` — the one we found, however we found it (a context, say),
+/// spelled as DOCKER_HOST and its TLS settings. The run's watchdogs use it
+/// too.
+pub(crate) fn command(endpoint: &str, tls: &Tls) -> std::io::Result<Command> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.env("DOCKER_HOST", endpoint).env_remove("DOCKER_TLS");
+    match tls {
+        Tls::Verify(dir) => cmd
+            .env("DOCKER_TLS_VERIFY", "1")
+            .env("DOCKER_CERT_PATH", dir),
+        _ => cmd.env_remove("DOCKER_TLS_VERIFY"),
+    };
+    // Should the constructor not run, a test harness runs no test.
+    cmd.args(["--exact", "__testdock_watchdog__"]);
+    Ok(cmd)
 }
 
 /// Runs before `main` in every binary linking testdock; returns at once

@@ -121,6 +121,9 @@ fn spawn_probe(mode: &str, env: &[(&str, &str)]) -> Probe {
             "--test-threads=1",
         ])
         .env(PROBE, mode)
+        // The probe's shared container is the probe's own: these tests are
+        // about a process's cleanup (tests/sharing.rs has the run's).
+        .env("TESTDOCK_SHARE", "process")
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -34,13 +34,15 @@ mod server;
 mod session;
 mod shared;
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use once_cell::sync::Lazy;
+use tokio::sync::{OnceCell, Semaphore};
 
 use crate::engine::on_engine;
 use crate::{ContainerSpec, Error, Image, Result, TestContainer, WaitFor};
@@ -294,6 +296,41 @@ impl Postgres {
     /// [`Error::NotReady`] with the server's last log lines when it does
     /// not answer within the startup timeout or exits.
     pub async fn start(self) -> Result<PostgresServer> {
+        self.start_as(false).await
+    }
+
+    /// The server of this configuration shared by the process and the run,
+    /// as with a [`SharedPostgres`] — for code that cannot declare a
+    /// `static`, such as a per-test attribute macro:
+    /// `Postgres::new().migrations_dir("migrations").shared().await?.fresh_database().await?`.
+    /// The same configuration gives the same server for as long as the
+    /// process lives.
+    ///
+    /// # Errors
+    ///
+    /// As [`Postgres::start`].
+    pub async fn shared(self) -> Result<&'static PostgresServer> {
+        type Cells = Mutex<HashMap<String, Arc<OnceCell<&'static PostgresServer>>>>;
+        static BY_CONFIG: Lazy<Cells> = Lazy::new(Default::default);
+        let cell = BY_CONFIG
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(format!("{self:?}"))
+            .or_default()
+            .clone();
+        let server = cell
+            .get_or_try_init(|| async {
+                // Leaked on purpose: it lives as long as the process, like
+                // a static's.
+                Ok::<_, Error>(&*Box::leak(Box::new(self.start_as(true).await?)))
+            })
+            .await?;
+        Ok(*server)
+    }
+
+    /// Starts the server for this process alone, or — `shared` — creates
+    /// or joins the run's server of this configuration.
+    pub(super) async fn start_as(self, shared: bool) -> Result<PostgresServer> {
         on_engine(async move {
             // A typo in a path must create nothing.
             self.migrations.load_off_runtime().await?;
@@ -302,7 +339,11 @@ impl Postgres {
                 ImageChoice::Local => Image::named(local_image().await?),
                 ImageChoice::Default => Image::named(image::default_image().await?),
             };
-            let container = self.spec(image).start().await?;
+            let spec = self.spec(image);
+            let container = match shared {
+                true => crate::shared::start_shared(spec).await?,
+                false => spec.start().await?,
+            };
             match ready(&container, &self).await {
                 Ok((version, port, session)) => Ok(PostgresServer {
                     inner: Arc::new(Inner {
@@ -321,6 +362,9 @@ impl Postgres {
                         kept: AtomicBool::new(false),
                     }),
                 }),
+                // A shared server is not this caller's to remove: the
+                // run removes it (and the process's own goes at exit).
+                Err(e) if shared => Err(e),
                 Err(e) => {
                     // Awaited: the caller sees the error once nothing is left.
                     let _ = container.teardown().await;

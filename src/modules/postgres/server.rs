@@ -18,6 +18,9 @@ use super::{
 use crate::engine::{client, on_engine};
 use crate::{Error, ExecOutput, Result, TestContainer};
 
+/// How long a process waits for another to make a template it needs.
+const TEMPLATE_WAIT: Duration = Duration::from_secs(600);
+
 /// A running PostgreSQL server; removed when the guard and every
 /// [`TestDatabase`] made from it are gone, or by
 /// [`teardown`](PostgresServer::teardown).
@@ -307,9 +310,55 @@ impl Inner {
             .entry(name.clone())
             .or_default()
             .clone();
-        cell.get_or_try_init(|| self.build_template(&name, &scripts))
+        cell.get_or_try_init(|| self.template_once(&name, &scripts))
             .await?;
         Ok(name)
+    }
+
+    /// Makes the template unless it is made already: once per server, even
+    /// when many processes of a run share the server. The builder holds a
+    /// PostgreSQL advisory lock named after the template, so the others
+    /// wait for it and then find the template made; the lock goes with the
+    /// builder's session, so a builder that dies frees the others, and the
+    /// next one drops the half-made template and builds it again.
+    async fn template_once(&self, name: &str, scripts: &[Script]) -> Result<()> {
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(name.as_bytes());
+        let key = i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+        let deadline = Instant::now() + TEMPLATE_WAIT;
+        while self
+            .sql(&format!("SELECT pg_try_advisory_lock({key})"))
+            .await?
+            .trim()
+            != "t"
+        {
+            if Instant::now() >= deadline {
+                return Err(self.sql_failed(
+                    &format!("SELECT pg_advisory_lock({key})"),
+                    format!(
+                        "another process has been making template {name} for {TEMPLATE_WAIT:?}"
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let state = self
+            .sql(&format!(
+                "SELECT datistemplate FROM pg_database WHERE datname = '{}'",
+                name.replace('\'', "''")
+            ))
+            .await;
+        let made = match state.as_deref().map(str::trim) {
+            Ok("t") => Ok(()),
+            Ok("") => self.build_template(name, scripts).await,
+            // Half made by a builder that died.
+            Ok(_) => match self.drop_database(name).await {
+                Ok(()) => self.build_template(name, scripts).await,
+                Err(e) => Err(e),
+            },
+            Err(_) => state.map(drop),
+        };
+        let _ = self.sql(&format!("SELECT pg_advisory_unlock({key})")).await;
+        made
     }
 
     /// Creates the template and applies every script in one psql session,

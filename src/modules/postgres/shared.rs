@@ -53,7 +53,9 @@ impl SharedPostgres {
     ///
     /// As [`Postgres::start`].
     pub async fn server(&self) -> Result<&PostgresServer> {
-        self.cell.get_or_try_init(|| (self.config)().start()).await
+        self.cell
+            .get_or_try_init(|| (self.config)().start_as(true))
+            .await
     }
 
     /// A new database for the calling test, cloned from the template of

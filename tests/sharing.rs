@@ -1,0 +1,510 @@
+//! One server for the whole run, across processes. Each scenario starts a
+//! fake runner — this test binary, executed through a symlink named
+//! `cargo`, so that its children see a `cargo` parent exactly as test
+//! binaries under `cargo test` do — and has it start children (this binary
+//! again) that use shared fixtures, kill them, and end the run in the ways
+//! runs end.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{eventually, shell, unique};
+use testdock::bollard::query_parameters::ListContainersOptionsBuilder;
+use testdock::postgres::{Postgres, SharedPostgres};
+use testdock::{ContainerSpec, SharedContainer, WaitFor};
+
+const ROLE: &str = "TESTDOCK_SHARING_ROLE";
+const TAG: &str = "TESTDOCK_SHARING_TAG";
+const TAG_LABEL: &str = "test.sharing";
+
+/// What the children share: a sleeper, or (`fail-*` tags) a server that
+/// dies at once, labelled with the scenario's tag so scenarios never share.
+static SHARED: SharedContainer = SharedContainer::new(|| {
+    let tag = std::env::var(TAG).unwrap_or_default();
+    let spec = ContainerSpec::new(shell()).label(TAG_LABEL, &tag);
+    if tag.starts_with("fail-") {
+        spec.cmd(["sh", "-c", "echo boom-from-the-server; exit 3"])
+            .wait_for(WaitFor::log_line("never printed"))
+    } else {
+        spec.cmd(["sleep", "infinity"])
+    }
+});
+
+/// Each scenario's own server: the tag goes into a setting.
+static PG: SharedPostgres = SharedPostgres::new(|| {
+    Postgres::new()
+        .setting("application_name", std::env::var(TAG).unwrap_or_default())
+        .init_sql("CREATE TABLE built (at text NOT NULL); INSERT INTO built SELECT clock_timestamp()::text")
+});
+
+/// Both sides. Run by the suite, it does nothing; as the fake runner it
+/// starts and kills children as told on stdin; as a child it uses the
+/// shared fixture as its mode says and prints what it got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "requires Docker"]
+async fn sharing_probe() {
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
+    match std::env::var(ROLE).as_deref() {
+        Ok("runner") => tokio::task::spawn_blocking(runner).await.unwrap(),
+        Ok(mode) => child(mode).await,
+        Err(_) => {}
+    }
+}
+
+/// The fake runner: `spawn N MODE TAG`, `kill N`, `close N` on stdin; it
+/// prints `N: <line>` for each line its children print and `EXIT N` when
+/// one ends. It ends when its stdin closes, like a run after its last test.
+fn runner() {
+    let exe = std::env::current_exe().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in rx {
+            println!("{line}");
+        }
+    });
+    let mut children: HashMap<String, (Child, Option<ChildStdin>)> = HashMap::new();
+    for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["spawn", n, mode, tag] => {
+                let mut c = Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "sharing_probe",
+                        "--include-ignored",
+                        "--nocapture",
+                    ])
+                    .env(ROLE, mode)
+                    .env(TAG, tag)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                for (stream, prefix) in [
+                    (
+                        Box::new(c.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+                        "",
+                    ),
+                    (Box::new(c.stderr.take().unwrap()), "stderr "),
+                ] {
+                    let (tx, n) = (tx.clone(), n.to_string());
+                    std::thread::spawn(move || {
+                        for l in BufReader::new(stream).lines().map_while(Result::ok) {
+                            let _ = tx.send(format!("{n}: {prefix}{l}"));
+                        }
+                        if prefix.is_empty() {
+                            let _ = tx.send(format!("EXIT {n}"));
+                        }
+                    });
+                }
+                let stdin = c.stdin.take();
+                children.insert(n.to_string(), (c, stdin));
+            }
+            ["kill", n] => {
+                let _ = children.get_mut(*n).unwrap().0.kill();
+            }
+            ["close", n] => {
+                children.get_mut(*n).unwrap().1.take();
+            }
+            _ => panic!("runner: unknown command {line:?}"),
+        }
+    }
+    for (_, (mut c, stdin)) in children {
+        drop(stdin);
+        let _ = c.wait();
+    }
+}
+
+async fn child(mode: &str) {
+    let out = |line: String| {
+        println!("{line}");
+        std::io::stdout().flush().unwrap();
+    };
+    match mode {
+        "hold" | "once" => {
+            let c = SHARED.get().await.unwrap();
+            c.exec_ok(["true"]).await.unwrap();
+            out(format!("ID {}", c.id()));
+            if mode == "hold" {
+                tokio::task::spawn_blocking(|| {
+                    std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            }
+        }
+        "fail" => match SHARED.get().await {
+            Ok(c) => out(format!("ID {}", c.id())),
+            Err(e) => out(format!("ERR {e}")),
+        },
+        "pg" => {
+            let db = PG.fresh_database().await.unwrap();
+            let server = PG.server().await.unwrap();
+            let built = server
+                .psql(db.name(), "SELECT at FROM built")
+                .await
+                .unwrap();
+            out(format!(
+                "PG {} {} {} {}",
+                server.container().id(),
+                db.name(),
+                db.template(),
+                built.trim().replace(' ', "_")
+            ));
+        }
+        other => panic!("unknown child mode {other}"),
+    }
+}
+
+/// The test's side of a fake runner.
+struct Runner {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Runner {
+    fn start(env: &[(&str, &str)]) -> Runner {
+        let dir = std::env::temp_dir().join(unique("testdock-fake-cargo"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cargo = dir.join("cargo");
+        std::os::unix::fs::symlink(std::env::current_exe().unwrap(), &cargo).unwrap();
+        let mut cmd = Command::new(&cargo);
+        cmd.args([
+            "--exact",
+            "sharing_probe",
+            "--include-ignored",
+            "--nocapture",
+        ])
+        .env(ROLE, "runner");
+        // The fake runner's run, not the one this suite runs in.
+        for var in [
+            "NEXTEST_RUN_ID",
+            "TESTDOCK_RUN_ID",
+            "TESTDOCK_REUSE",
+            "TESTDOCK_SHARE",
+            "TESTDOCK_KEEP",
+            "CI",
+        ] {
+            cmd.env_remove(var);
+        }
+        let mut child = cmd
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            // Its own group, as a terminal gives a job: Ctrl-C goes to it.
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for l in out.lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        Runner {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    fn say(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn spawn(&mut self, n: usize, mode: &str, tag: &str) {
+        self.say(&format!("spawn {n} {mode} {tag}"));
+    }
+
+    /// The rest of the first line of child `n` that starts with `word`.
+    fn expect(&mut self, n: usize, word: &str) -> String {
+        let prefix = format!("{n}: {word} ");
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            if let Some(i) = self.seen.iter().position(|l| l.contains(&prefix)) {
+                let l = self.seen.remove(i);
+                return l.split_once(&prefix).unwrap().1.to_string();
+            }
+            if self.seen.contains(&format!("EXIT {n}")) {
+                panic!(
+                    "child {n} exited without printing {word}; the run printed {:#?}",
+                    self.seen
+                );
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => self.seen.push(l),
+                Err(_) => panic!(
+                    "child {n} never printed {word}; the run printed {:#?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    fn expect_exit(&mut self, n: usize) {
+        let line = format!("EXIT {n}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.seen.contains(&line) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => self.seen.push(l),
+                Err(_) => panic!("child {n} did not exit; the run printed {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// Waits for a line child `n` printed on stderr containing `needle`.
+    fn expect_stderr(&mut self, n: usize, needle: &str) {
+        let prefix = format!("{n}: stderr ");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self
+            .seen
+            .iter()
+            .any(|l| l.starts_with(&prefix) && l.contains(needle))
+        {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => self.seen.push(l),
+                Err(_) => panic!(
+                    "child {n} never said {needle:?}; the run printed {:#?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// Ends the run as a run ends after its last test.
+    fn end(mut self) {
+        self.stdin.take();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "the fake runner failed: {status}");
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        // A failed assertion must not leave the run's processes behind.
+        unsafe { libc::kill(-self.pid(), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+/// Containers carrying the scenario's tag, running or not.
+async fn tagged(tag: &str) -> Vec<String> {
+    let docker = testdock::docker().await.unwrap();
+    let filters = HashMap::from([("label", vec![format!("{TAG_LABEL}={tag}")])]);
+    let opts = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let list = docker.bollard().list_containers(Some(opts)).await.unwrap();
+    list.into_iter().filter_map(|c| c.id).collect()
+}
+
+async fn gone_within(tag: &str, within: Duration, how: &str) {
+    let t = tag.to_string();
+    eventually(
+        within,
+        &format!("{tag}'s container gone after {how}"),
+        || {
+            let t = t.clone();
+            async move { tagged(&t).await.is_empty() }
+        },
+    )
+    .await;
+}
+
+/// Containers of a PostgreSQL server carrying the scenario's tag.
+async fn pg_servers(tag: &str) -> usize {
+    let docker = testdock::docker().await.unwrap();
+    let filters = HashMap::from([("label", vec!["testdock.managed".to_string()])]);
+    let opts = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let list = docker.bollard().list_containers(Some(opts)).await.unwrap();
+    list.iter()
+        .filter(|c| {
+            c.command
+                .as_deref()
+                .is_some_and(|cmd| cmd.contains(&format!("application_name={tag}")))
+        })
+        .count()
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn first_callers_at_once_start_exactly_one_and_other_specs_their_own() {
+    let (a, b) = (unique("share-a"), unique("share-b"));
+    let mut run = Runner::start(&[]);
+    for n in 0..4 {
+        run.spawn(n, "hold", &a);
+    }
+    run.spawn(4, "hold", &b);
+    let ids: Vec<String> = (0..5).map(|n| run.expect(n, "ID")).collect();
+    assert!(
+        ids[..4].iter().all(|id| *id == ids[0]),
+        "one container for one spec: {ids:?}"
+    );
+    assert_ne!(ids[4], ids[0], "another spec has its own");
+    assert_eq!(tagged(&a).await.len(), 1, "exactly one was created");
+    // The run ends normally: its last test process exits, then the runner.
+    let ended = Instant::now();
+    run.end();
+    gone_within(&a, Duration::from_secs(15), "the run ended").await;
+    gone_within(&b, Duration::from_secs(15), "the run ended").await;
+    eprintln!("removed {:?} after the run ended", ended.elapsed());
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn the_creator_leaving_or_being_killed_leaves_it_to_the_others() {
+    let a = unique("share-creator");
+    let mut run = Runner::start(&[]);
+    run.spawn(0, "hold", &a);
+    let id = run.expect(0, "ID");
+    // The creator exits normally first.
+    run.say("close 0");
+    run.expect_exit(0);
+    assert!(
+        common::exists(&id).await,
+        "the run's container outlives its creator"
+    );
+    run.spawn(1, "hold", &a);
+    assert_eq!(run.expect(1, "ID"), id);
+    // A test process killed mid-run (a nextest timeout) takes nothing.
+    run.say("kill 1");
+    run.expect_exit(1);
+    run.spawn(2, "once", &a);
+    assert_eq!(run.expect(2, "ID"), id, "still there, still working");
+    run.expect_exit(2);
+    assert_eq!(tagged(&a).await, vec![id]);
+    // The runner is killed: the run is over all the same.
+    let pid = run.pid();
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    gone_within(&a, Duration::from_secs(15), "SIGKILL of the runner").await;
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn ctrl_c_to_the_runners_group_ends_the_run() {
+    let a = unique("share-ctrlc");
+    let mut run = Runner::start(&[]);
+    run.spawn(0, "hold", &a);
+    run.expect(0, "ID");
+    unsafe { libc::kill(-run.pid(), libc::SIGINT) };
+    gone_within(&a, Duration::from_secs(15), "SIGINT to the runner's group").await;
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn share_process_gives_each_process_its_own() {
+    let a = unique("share-off");
+    let mut run = Runner::start(&[("TESTDOCK_SHARE", "process")]);
+    run.spawn(0, "hold", &a);
+    run.spawn(1, "hold", &a);
+    let (id0, id1) = (run.expect(0, "ID"), run.expect(1, "ID"));
+    assert_ne!(id0, id1);
+    run.say("close 0");
+    run.expect_exit(0);
+    common::assert_gone(&id0).await;
+    assert!(common::exists(&id1).await, "the other process's is its own");
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn a_start_that_fails_is_an_error_naming_the_cause_for_every_caller() {
+    let a = unique("fail-share");
+    let mut run = Runner::start(&[]);
+    for n in 0..3 {
+        run.spawn(n, "fail", &a);
+    }
+    for n in 0..3 {
+        let err = run.expect(n, "ERR");
+        assert!(
+            err.contains("boom-from-the-server")
+                || err.contains("exited")
+                || err.contains("not running"),
+            "child {n}: {err}"
+        );
+    }
+    gone_within(&a, Duration::from_secs(15), "the failed starts").await;
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn one_postgres_server_and_one_template_for_the_run() {
+    let tag = unique("pgshare").replace('-', "_");
+    let mut run = Runner::start(&[]);
+    for n in 0..4 {
+        run.spawn(n, "pg", &tag);
+    }
+    let got: Vec<Vec<String>> = (0..4)
+        .map(|n| run.expect(n, "PG").split(' ').map(str::to_string).collect())
+        .collect();
+    let servers: std::collections::HashSet<_> = got.iter().map(|g| &g[0]).collect();
+    let names: std::collections::HashSet<_> = got.iter().map(|g| &g[1]).collect();
+    let built: std::collections::HashSet<_> = got.iter().map(|g| &g[3]).collect();
+    assert_eq!(servers.len(), 1, "one server: {got:?}");
+    assert_eq!(names.len(), 4, "a database of its own each: {got:?}");
+    assert_eq!(built.len(), 1, "the template was made once: {got:?}");
+    assert_eq!(pg_servers(&tag).await, 1);
+    run.end();
+    eventually(Duration::from_secs(15), "the run's server removed", || {
+        let tag = tag.clone();
+        async move { pg_servers(&tag).await == 0 }
+    })
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn reuse_keeps_it_for_the_next_run_then_removes_it_once_idle() {
+    let a = unique("share-reuse");
+    let reuse = [("TESTDOCK_REUSE", "6s")];
+    let mut first = Runner::start(&reuse);
+    first.spawn(0, "once", &a);
+    let id = first.expect(0, "ID");
+    first.end();
+    assert!(common::exists(&id).await, "kept after its run for the next");
+    let mut second = Runner::start(&reuse);
+    let asked = Instant::now();
+    second.spawn(0, "once", &a);
+    assert_eq!(second.expect(0, "ID"), id, "the next run joins it");
+    eprintln!("a warm child process got it in {:?}", asked.elapsed());
+    second.end();
+    // Idle for 6 s, then removed, with no test running anywhere.
+    gone_within(&a, Duration::from_secs(30), "6 s idle").await;
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn reuse_is_refused_in_ci_and_says_so() {
+    let a = unique("share-ci");
+    let mut run = Runner::start(&[("TESTDOCK_REUSE", "10m"), ("CI", "true")]);
+    run.spawn(0, "once", &a);
+    run.expect(0, "ID");
+    run.expect_stderr(0, "TESTDOCK_REUSE is ignored because CI is set");
+    run.end();
+    gone_within(&a, Duration::from_secs(15), "the CI run ended").await;
+}
