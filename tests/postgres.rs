@@ -99,6 +99,64 @@ async fn the_host_client_connects_with_the_url() {
 
 #[tokio::test]
 #[ignore = "requires Docker"]
+async fn a_client_configured_by_parts_connects() {
+    let server = Postgres::new()
+        .user("app")
+        .password("p@ss word")
+        .database("appdb")
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(server.admin_database(), "appdb");
+    let db = server.fresh_database().await.unwrap();
+    assert_eq!(
+        (db.host(), db.port(), db.user(), db.password()),
+        (server.host(), server.port(), "app", "p@ss word")
+    );
+    // The parts, not the URL, as an application's config struct holds them.
+    let (client, connection) = tokio_postgres::Config::new()
+        .host(db.host())
+        .port(db.port())
+        .dbname(db.name())
+        .user(db.user())
+        .password(db.password())
+        .connect(NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let row = client
+        .query_one("SELECT current_database(), current_user", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), db.name());
+    assert_eq!(row.get::<_, String>(1), "app");
+    // The admin database by its name, too.
+    let (admin, connection) = tokio_postgres::Config::new()
+        .host(server.host())
+        .port(server.port())
+        .dbname(server.admin_database())
+        .user(server.user())
+        .password(server.password())
+        .connect(NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let found: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&db.name()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(found, 1);
+    drop((client, admin));
+    db.drop_now().await.unwrap();
+    server.teardown().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
 async fn writes_in_one_database_are_invisible_to_another() {
     let (a, b) = tokio::try_join!(PG.fresh_database(), PG.fresh_database()).unwrap();
     assert_ne!(a.name(), b.name());

@@ -34,7 +34,7 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
-    /// The database's name.
+    /// The database's name, as a client's `dbname`.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -42,6 +42,27 @@ impl TestDatabase {
     /// `postgres://user:password@127.0.0.1:PORT/name`, for any client.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Where the server is reached from this process, usually `127.0.0.1`;
+    /// for a client configured by parts rather than by [`url`](Self::url).
+    pub fn host(&self) -> &str {
+        &self.server.host
+    }
+
+    /// The server's published port.
+    pub fn port(&self) -> u16 {
+        self.server.port
+    }
+
+    /// The user the URL carries (the server's superuser).
+    pub fn user(&self) -> &str {
+        &self.server.user
+    }
+
+    /// Its password.
+    pub fn password(&self) -> &str {
+        &self.server.password
     }
 
     /// The template it was cloned from.

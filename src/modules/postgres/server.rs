@@ -76,6 +76,13 @@ impl PostgresServer {
         &self.inner.password
     }
 
+    /// The database testdock connects to to create and drop the others
+    /// ([`Postgres::database`](super::Postgres::database); default
+    /// `postgres`).
+    pub fn admin_database(&self) -> &str {
+        &self.inner.admin_db
+    }
+
     /// `server_version_num`, e.g. `150005`.
     pub fn version(&self) -> u32 {
         self.inner.version
