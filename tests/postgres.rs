@@ -87,10 +87,11 @@ async fn the_host_client_connects_with_the_url() {
         .unwrap();
     assert_eq!(row.get::<_, String>(0), db.name());
     assert_eq!(row.get::<_, String>(1), "postgres");
-    // Named after this test, unique, a valid identifier.
-    // The fn name, cut to 30 bytes, a hash of the test's path, a counter.
+    // Named after this test, unique, a valid identifier: the test's path
+    // whole, a hash of it, this process's tag, a counter.
     assert!(
-        db.name().starts_with("t_the_host_client_connects_with__"),
+        db.name()
+            .starts_with("t_the_host_client_connects_with_the_url_"),
         "{}",
         db.name()
     );
