@@ -87,14 +87,73 @@ async fn the_host_client_connects_with_the_url() {
         .unwrap();
     assert_eq!(row.get::<_, String>(0), db.name());
     assert_eq!(row.get::<_, String>(1), "postgres");
-    // Named after this test, unique, a valid identifier.
-    // The fn name, cut to 30 bytes, a hash of the test's path, a counter.
+    // Named after this test, unique, a valid identifier: the test's path
+    // whole, a hash of it, this process's tag, a counter.
     assert!(
-        db.name().starts_with("t_the_host_client_connects_with__"),
+        db.name()
+            .starts_with("t_the_host_client_connects_with_the_url_"),
         "{}",
         db.name()
     );
     assert!(db.name().len() <= 63);
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn a_client_configured_by_parts_connects() {
+    let server = Postgres::new()
+        .user("app")
+        .password("p@ss word")
+        .database("appdb")
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(server.admin_database(), "appdb");
+    let db = server.fresh_database().await.unwrap();
+    assert_eq!(
+        (db.host(), db.port(), db.user(), db.password()),
+        (server.host(), server.port(), "app", "p@ss word")
+    );
+    // The parts, not the URL, as an application's config struct holds them.
+    let (client, connection) = tokio_postgres::Config::new()
+        .host(db.host())
+        .port(db.port())
+        .dbname(db.name())
+        .user(db.user())
+        .password(db.password())
+        .connect(NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let row = client
+        .query_one("SELECT current_database(), current_user", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), db.name());
+    assert_eq!(row.get::<_, String>(1), "app");
+    // The admin database by its name, too.
+    let (admin, connection) = tokio_postgres::Config::new()
+        .host(server.host())
+        .port(server.port())
+        .dbname(server.admin_database())
+        .user(server.user())
+        .password(server.password())
+        .connect(NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let found: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&db.name()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(found, 1);
+    drop((client, admin));
+    db.drop_now().await.unwrap();
+    server.teardown().await.unwrap();
 }
 
 #[tokio::test]
@@ -458,4 +517,163 @@ async fn other_credentials_follow_the_official_images_contract() {
     drop(client);
     db.drop_now().await.unwrap();
     server.teardown().await.unwrap();
+}
+
+/// The local image with its `psql` behind a wrapper that makes it meet
+/// testdock as psql `major` would, for what testdock's sessions use: `\warn`
+/// (psql 13+) is an invalid command, as psql 12 says; for `major` below 11
+/// the `ERROR` variable (psql 11+) is unknown, so `:ERROR` stays as it is;
+/// and `SHOW server_version_num` answers `major`, so the fixture takes its
+/// branches for that server. The server itself stays the local one.
+async fn image_with_old_psql(major: u32) -> String {
+    let wrapper = r#"#!/bin/sh
+while IFS= read -r line; do
+  case "$line" in
+    '\warn'*) printf 'invalid command \\warn\nTry \\? for help.\n' >&2 ;;
+    'SHOW server_version_num'*) printf 'SELECT %s0023;\n' "$FAKE_PSQL" ;;
+    '\echo '*' :ERROR')
+      if [ "$FAKE_PSQL" -lt 11 ]; then printf '%s :NO_ERROR_VARIABLE\n' "${line% :ERROR}"
+      else printf '%s\n' "$line"; fi ;;
+    *) printf '%s\n' "$line" ;;
+  esac
+done | exec REAL "$@"
+"#;
+    let base = testdock::postgres::local_image().await.unwrap();
+    let dir =
+        std::env::temp_dir().join(format!("testdock-old-psql-{major}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("psql"), wrapper).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            "FROM {base}\nUSER root\nCOPY psql /tmp/psql\n\
+             RUN p=$(command -v psql) && cp \"$p\" \"$p.real\" \
+             && sed \"s#REAL#$p.real#\" /tmp/psql > \"$p\" && chmod 755 \"$p\" && rm /tmp/psql\n\
+             USER 999:999\nENV FAKE_PSQL={major}\n"
+        ),
+    )
+    .unwrap();
+    let image = testdock::DockerfileImage::new("testdock/test-old-psql", &dir)
+        .build()
+        .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    image.unwrap()
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn a_psql_12_runs_the_session_and_the_pre_13_and_pre_15_branches_work() {
+    let image = image_with_old_psql(12).await;
+    let server = Postgres::new()
+        .image(image.as_str())
+        .setting("log_statement", "ddl")
+        .startup_timeout(Duration::from_secs(30))
+        .start()
+        .await
+        .unwrap();
+    // The premise: this psql refuses `\warn` as psql 12 does.
+    let out = server
+        .container()
+        .exec(["psql", "-X", "-U", "postgres", "-d", "postgres"])
+        .stdin("\\warn hello\n")
+        .await
+        .unwrap();
+    assert!(
+        out.stderr_text().contains("invalid command \\warn"),
+        "{}",
+        out.stderr_text()
+    );
+    assert_eq!(server.version(), 120_023, "the fixture sees PostgreSQL 12");
+
+    // Before 15 a clone has no STRATEGY; before 13 a drop has no FORCE, and
+    // still ends the sessions a test left open.
+    let db = server.fresh_database().await.unwrap();
+    let client = connect(db.url()).await;
+    client.query_one("SELECT 1", &[]).await.unwrap();
+    let name = db.name().to_string();
+    db.drop_now().await.unwrap();
+    assert!(!server.databases().await.unwrap().contains(&name));
+    assert!(client.query_one("SELECT 1", &[]).await.is_err());
+
+    // A failing statement: its own message, and the session goes on.
+    let template = server.template().await.unwrap();
+    match server.drop_database(&template).await {
+        Err(Error::ExecFailed { stderr_tail, .. }) => {
+            assert!(
+                stderr_tail.contains("cannot drop a template database"),
+                "{stderr_tail}"
+            )
+        }
+        other => panic!("dropping a template: {other:?}"),
+    }
+    let again = server.fresh_database().await.unwrap();
+    assert!(server
+        .databases()
+        .await
+        .unwrap()
+        .contains(&again.name().to_string()));
+    again.drop_now().await.unwrap();
+
+    let logs = server.container().logs().await.unwrap();
+    let logs = logs.stderr_text();
+    let ddl: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("CREATE DATABASE") || l.contains("DROP DATABASE"))
+        .collect();
+    assert!(
+        ddl.iter()
+            .any(|l| l.contains(&format!("CREATE DATABASE \"{name}\" TEMPLATE"))),
+        "{ddl:#?}"
+    );
+    assert!(
+        ddl.iter()
+            .any(|l| l.contains(&format!("DROP DATABASE IF EXISTS \"{name}\""))),
+        "{ddl:#?}"
+    );
+    assert!(
+        !ddl.iter()
+            .any(|l| l.contains("STRATEGY") || l.contains("FORCE")),
+        "{ddl:#?}"
+    );
+    server.teardown().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn a_psql_older_than_11_is_refused_at_once_and_nothing_is_left() {
+    let image = image_with_old_psql(10).await;
+    let started = Instant::now();
+    let err = Postgres::new()
+        .image(image.as_str())
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    match &err {
+        Error::InvalidSpec(why) => {
+            assert!(
+                why.contains(&image) && why.contains("psql 11 or newer"),
+                "{why}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    let docker = testdock::docker().await.unwrap();
+    let filters = std::collections::HashMap::from([
+        ("ancestor".to_string(), vec![image.clone()]),
+        (
+            "label".to_string(),
+            vec![format!("testdock.session={}", testdock::session_id())],
+        ),
+    ]);
+    let opts = testdock::bollard::query_parameters::ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let left = docker.bollard().list_containers(Some(opts)).await.unwrap();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -294,7 +294,9 @@ impl Postgres {
     /// [`Error::ImageUnavailable`] when neither
     /// the official image nor the local one can be had;
     /// [`Error::NotReady`] with the server's last log lines when it does
-    /// not answer within the startup timeout or exits.
+    /// not answer within the startup timeout or exits;
+    /// [`Error::InvalidSpec`] when the image's psql is older than 11 (the
+    /// container is removed first).
     pub async fn start(self) -> Result<PostgresServer> {
         self.start_as(false).await
     }
@@ -397,6 +399,9 @@ async fn ready(c: &TestContainer, config: &Postgres) -> Result<(u32, u16, Sessio
             .parse()
             .map_err(|_| failed(format!("not a version: {rows:?}")))?,
         Err(session::Failure::Sql(why) | session::Failure::Ended(why)) => return Err(failed(why)),
+        Err(session::Failure::Unsupported(why)) => {
+            return Err(Error::InvalidSpec(format!("image {}: {why}", c.image())))
+        }
     };
     Ok((version, c.host_port(PORT).await?, session))
 }

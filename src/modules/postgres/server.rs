@@ -79,6 +79,13 @@ impl PostgresServer {
         &self.inner.password
     }
 
+    /// The database testdock connects to to create and drop the others
+    /// ([`Postgres::database`](super::Postgres::database); default
+    /// `postgres`).
+    pub fn admin_database(&self) -> &str {
+        &self.inner.admin_db
+    }
+
     /// `server_version_num`, e.g. `150005`.
     pub fn version(&self) -> u32 {
         self.inner.version
@@ -474,13 +481,33 @@ impl Inner {
 
     pub(super) async fn drop_database(&self, name: &str) -> Result<()> {
         // WITH (FORCE), PostgreSQL 13+, ends the sessions a test left open.
-        let force = if self.version >= 130_000 {
-            " WITH (FORCE)"
-        } else {
-            ""
-        };
-        let sql = format!("DROP DATABASE IF EXISTS {}{force}", ident(name));
-        self.sql(&sql).await.map(drop)
+        if self.version >= 130_000 {
+            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(name));
+            return self.sql(&sql).await.map(drop);
+        }
+        // Before 13, as FORCE does it: no new sessions, end the open ones;
+        // DROP then waits (up to 5 s) for them to exit. Not on the admin
+        // database: DROP refuses it anyway, and the session lives there.
+        let literal = format!("'{}'", name.replace('\'', "''"));
+        let db = ident(name);
+        let others = self
+            .sql(&format!(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = {literal} AND pid <> pg_backend_pid()"
+            ))
+            .await?;
+        if others.trim() != "0" && name != self.admin_db {
+            self.sql(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false"))
+                .await?;
+            self.sql(&format!(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE datname = {literal} AND pid <> pg_backend_pid()"
+            ))
+            .await?;
+        }
+        self.sql(&format!("DROP DATABASE IF EXISTS {db}"))
+            .await
+            .map(drop)
     }
 
     /// Runs one statement through the session and returns its rows. A
@@ -497,9 +524,9 @@ impl Inner {
             };
             let why = match tokio::time::timeout(ADMIN_TIMEOUT, s.run(sql)).await {
                 Ok(Ok(rows)) => return Ok(rows),
-                Ok(Err(session::Failure::Sql(message))) => {
-                    return Err(self.sql_failed(sql, message))
-                }
+                Ok(Err(
+                    session::Failure::Sql(message) | session::Failure::Unsupported(message),
+                )) => return Err(self.sql_failed(sql, message)),
                 Ok(Err(session::Failure::Ended(why))) => why,
                 Err(_) => format!("no answer within {ADMIN_TIMEOUT:?}"),
             };

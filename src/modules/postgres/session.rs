@@ -1,6 +1,11 @@
 //! One psql kept running in the server's container, fed statements on its
 //! stdin. A `docker exec` costs ~100 ms here; through the session a clone
 //! costs only its SQL (~15 ms).
+//!
+//! The protocol uses only what psql 11 has: `\echo` and `\qecho` (every
+//! version), `\o FILE` (every version) and the `ERROR` variable (psql 11).
+//! Not `\warn` (psql 13): psql 12 answers it "invalid command". A psql
+//! older than 11 prints `:ERROR` as it is, and is refused at once.
 
 use std::pin::Pin;
 
@@ -40,6 +45,9 @@ pub(crate) enum Failure {
     /// psql ended (it could not connect, or lost the connection); what it
     /// printed to stderr last. The session is done.
     Ended(String),
+    /// This psql cannot run the protocol (older than 11); why. Trying
+    /// again cannot help.
+    Unsupported(String),
 }
 
 impl Session {
@@ -87,7 +95,7 @@ impl Session {
     pub(crate) async fn run(&mut self, sql: &str) -> std::result::Result<String, Failure> {
         self.seq += 1;
         let mark = format!("__testdock_{}__", self.seq);
-        let script = format!("{sql};\n\\echo {mark} :ERROR\n\\warn {mark}\n");
+        let script = script(sql, &mark);
         if let Err(e) = self.send(script.as_bytes()).await {
             return Err(self.ended(&format!("cannot write to psql: {e}")));
         }
@@ -95,15 +103,26 @@ impl Session {
         loop {
             if result.is_none() {
                 result = take_through_line(&mut self.stdout, |l| {
-                    l.strip_prefix(&mark).map(|rest| rest.trim() == "true")
+                    let rest = l.strip_prefix(&mark)?.strip_prefix(' ')?;
+                    Some(match rest.trim() {
+                        "true" => Outcome::Failed,
+                        "false" => Outcome::Succeeded,
+                        other => Outcome::Unknown(other.to_string()),
+                    })
                 });
+            }
+            if let Some((_, Outcome::Unknown(what))) = &result {
+                return Err(Failure::Unsupported(format!(
+                    "psql printed `{what}` for its ERROR variable: it is older than 11, and \
+                     testdock's admin session needs psql 11 or newer (a PostgreSQL 11+ image)"
+                )));
             }
             if errors.is_none() {
                 errors = take_through_line(&mut self.stderr, |l| (l == mark).then_some(()));
             }
-            if let (Some((rows, failed)), Some((stderr, ()))) = (&result, &errors) {
+            if let (Some((rows, outcome)), Some((stderr, ()))) = (&result, &errors) {
                 let text = String::from_utf8_lossy(stderr).trim_end().to_string();
-                return if *failed {
+                return if matches!(outcome, Outcome::Failed) {
                     Err(Failure::Sql(text))
                 } else {
                     Ok(String::from_utf8_lossy(rows).into_owned())
@@ -135,6 +154,23 @@ impl Session {
             format!("{why}: {tail}")
         })
     }
+}
+
+/// What the stdout marker said of a statement.
+enum Outcome {
+    Succeeded,
+    Failed,
+    /// Neither `true` nor `false`: psql has no `ERROR` variable.
+    Unknown(String),
+}
+
+/// A statement and its markers: `mark` and `ERROR` to stdout (`\echo`),
+/// then `mark` to stderr by pointing the query output there for one
+/// `\qecho` (`\o` alone points it back). psql writes errors to stderr
+/// unbuffered and closes the `\o` file at once, so the stderr marker comes
+/// after the statement's messages.
+fn script(sql: &str, mark: &str) -> String {
+    format!("{sql};\n\\echo {mark} :ERROR\n\\o /dev/stderr\n\\qecho {mark}\n\\o\n")
 }
 
 /// Finds the first complete line for which `matches` says yes, and takes
