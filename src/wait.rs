@@ -238,7 +238,13 @@ pub(crate) async fn wait_ready(t: &Target<'_>, waits: &[WaitFor], timeout: Durat
     let started = Instant::now();
     let deadline = started + timeout;
     for w in waits {
-        if let Err(stop) = wait_one(t, w, deadline).await {
+        // Every engine call of a wait stays under its deadline, a wedged
+        // daemon's too: whatever a strategy awaits, the deadline ends it.
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let step = tokio::time::timeout(remaining, wait_one(t, w, deadline))
+            .await
+            .unwrap_or(Err(Stop::TimedOut));
+        if let Err(stop) = step {
             let outcome = match stop {
                 Stop::TimedOut => "timed out".to_string(),
                 Stop::Failed(why) => why,

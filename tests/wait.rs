@@ -414,3 +414,73 @@ async fn a_silent_proxy_with_no_server_behind_is_not_ready() {
     }
     c.teardown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "requires Docker"]
+async fn a_log_line_wait_keeps_its_deadline_when_the_engine_stalls() {
+    use futures_util::StreamExt;
+    use testdock::bollard::query_parameters::DownloadFromContainerOptionsBuilder;
+
+    let c = ContainerSpec::new(shell())
+        .cmd([
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/tmp/big bs=1M count=64 2>/dev/null; echo filled; exec sleep infinity",
+        ])
+        .wait_for(WaitFor::log_line("filled"))
+        .start()
+        .await
+        .unwrap();
+    let docker = testdock::docker().await.unwrap().bollard().clone();
+    // Docker holds a container's lock while it streams an archive of it:
+    // a copy nobody reads stalls every inspect of that container. Held for
+    // 15 s at most, so a wait that overruns shows as slow, not hung.
+    let mut archive = docker.download_from_container(
+        c.id(),
+        Some(
+            DownloadFromContainerOptionsBuilder::new()
+                .path("/tmp/big")
+                .build(),
+        ),
+    );
+    archive.next().await.unwrap().unwrap();
+    let holder = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        drop(archive);
+    });
+    let stalled = tokio::time::timeout(
+        Duration::from_secs(1),
+        docker.inspect_container(c.id(), None),
+    )
+    .await
+    .is_err();
+    if !stalled {
+        // Podman takes no such lock: no stall to be had here.
+        eprintln!("this engine answers inspect during a copy: no stalled wait to test");
+        holder.abort();
+        c.teardown().await.unwrap();
+        return;
+    }
+    let begun = Instant::now();
+    let err = c
+        .wait_for(WaitFor::log_line("never printed"), Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    let took = begun.elapsed();
+    match &err {
+        Error::NotReady {
+            outcome, waited, ..
+        } => {
+            assert_eq!(outcome, "timed out");
+            assert!(
+                *waited < Duration::from_secs(4),
+                "waited {waited:?} past a 2 s deadline"
+            );
+        }
+        other => panic!("expected NotReady, got {other:?}"),
+    }
+    // The log tail for the message has its own 5 s bound.
+    assert!(took < Duration::from_secs(9), "returned after {took:?}");
+    holder.abort();
+    c.teardown().await.unwrap();
+}
