@@ -733,7 +733,7 @@ impl TestContainer {
 impl Drop for TestContainer {
     /// Queues the removal and returns. While the thread is panicking (a
     /// failed test) it first prints the container's last log lines, waiting
-    /// for them at most [`FAILURE_LOGS_WAIT`]: they belong beside the
+    /// for them at most 2 s (`FAILURE_LOGS_WAIT`): they belong beside the
     /// failure, and a failing test is not waiting on anything else. The
     /// printing cannot panic: a panic here would abort the process.
     fn drop(&mut self) {
