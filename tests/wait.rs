@@ -383,10 +383,10 @@ async fn an_unpublished_port_is_ready_in_an_image_without_cat() {
 #[tokio::test]
 #[ignore = "requires Docker"]
 async fn a_silent_proxy_with_no_server_behind_is_not_ready() {
-    // The container's interface is down: the engine's proxy accepts on the
-    // host and holds the connection, trying to reach a container that
-    // does not answer; nothing listens on 8080. Its `cat` fails, as a look
-    // inside fails in an image without one.
+    // The container's interfaces are down (eth0; tap0 on rootless Podman):
+    // the engine's proxy accepts on the host and holds the connection,
+    // trying to reach a container that does not answer; nothing listens on
+    // 8080. Its `cat` fails, as a look inside fails in an image without one.
     let image = HostImage::new("testdock/no-listener")
         .binaries(["sh", "ip", "sleep"])
         .file("/usr/bin/cat", "#!/bin/sh\nexit 1\n", 0o755);
@@ -394,7 +394,8 @@ async fn a_silent_proxy_with_no_server_behind_is_not_ready() {
         .cmd([
             "sh",
             "-c",
-            "ip link set eth0 down || exit 9; exec sleep infinity",
+            "for i in /sys/class/net/*; do i=${i##*/}; [ $i = lo ] || ip link set $i down || exit 9; done; \
+             exec sleep infinity",
         ])
         .cap_add("NET_ADMIN")
         .expose(8080)
