@@ -20,6 +20,7 @@ use crate::engine::{client, engine, on_engine};
 use crate::error::{status_of, Error, Result};
 use crate::exec::{Exec, ExecOutput, Io};
 use crate::image::ensure_named;
+use crate::logs::report;
 use crate::reaper::{self, Owned};
 use crate::run::Run;
 use crate::session::{labels, LABEL_SESSION};
@@ -827,8 +828,9 @@ impl TestContainer {
 impl Drop for TestContainer {
     /// Queues the removal and returns. While the thread is panicking (a
     /// failed test) it first prints the container's last log lines, waiting
-    /// for them at most [`FAILURE_LOGS_WAIT`]: they belong beside the
-    /// failure, and a failing test is not waiting on anything else.
+    /// for them at most 2 s (`FAILURE_LOGS_WAIT`): they belong beside the
+    /// failure, and a failing test is not waiting on anything else. The
+    /// printing cannot panic: a panic here would abort the process.
     fn drop(&mut self) {
         if !self.armed {
             return;
@@ -859,8 +861,12 @@ fn print_logs_tail(id: &str, name: &str) {
     });
     let logs = match rx.recv_timeout(FAILURE_LOGS_WAIT) {
         Ok(Ok(logs)) => logs,
-        Ok(Err(e)) => return eprintln!("testdock: no logs of {name}: {e}"),
-        Err(_) => return eprintln!("testdock: no logs of {name} within {FAILURE_LOGS_WAIT:?}"),
+        Ok(Err(e)) => return report(format_args!("testdock: no logs of {name}: {e}")),
+        Err(_) => {
+            return report(format_args!(
+                "testdock: no logs of {name} within {FAILURE_LOGS_WAIT:?}"
+            ))
+        }
     };
     for (stream, text) in [
         ("stdout", logs.stdout_text()),
@@ -868,7 +874,9 @@ fn print_logs_tail(id: &str, name: &str) {
     ] {
         let tail = crate::util::tail_lines(&text, FAILURE_LOG_LINES);
         if !tail.is_empty() {
-            eprintln!("testdock: last {FAILURE_LOG_LINES} lines of {name} {stream}:\n{tail}");
+            report(format_args!(
+                "testdock: last {FAILURE_LOG_LINES} lines of {name} {stream}:\n{tail}"
+            ));
         }
     }
 }

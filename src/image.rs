@@ -101,6 +101,27 @@ impl Image {
         }
     }
 
+    /// Why the engine could not be given this image, if so: a malformed
+    /// reference or repository name, or a chain of nothing. Checked before
+    /// any engine call.
+    pub(crate) fn error(&self) -> Option<String> {
+        match &self.kind {
+            Kind::Named(n, _) => reference_error(&substitute(n)),
+            Kind::Host(h) => repository_error(&h.repository).map(|why| {
+                format!(
+                    "the HostImage repository {:?} is not valid: {why}",
+                    h.repository
+                )
+            }),
+            // Their repositories are checked by the engine when building.
+            Kind::Dockerfile(_) | Kind::Rootfs(_) => None,
+            Kind::FirstOf(all) if all.is_empty() => {
+                Some("Image::first_of was given no images to choose from".into())
+            }
+            Kind::FirstOf(all) => all.iter().find_map(Image::error),
+        }
+    }
+
     /// Whether the reference names one image for good: testdock's own
     /// (tagged by content) or a digest. A tag like `app:dev` may be moved
     /// to another image at any time.
@@ -249,10 +270,14 @@ impl From<HostImage> for Image {
 ///
 /// # Errors
 ///
-/// [`Error::ImageUnavailable`] when it is missing and cannot be pulled (no
-/// registry reachable, unknown name).
+/// [`Error::InvalidSpec`] for a malformed reference, before any engine
+/// call; [`Error::ImageUnavailable`] when it is missing and cannot be
+/// pulled (no registry reachable, unknown name).
 pub async fn ensure_image(reference: impl Into<String>) -> Result<()> {
     let reference = reference.into();
+    if let Some(why) = reference_error(&reference) {
+        return Err(Error::InvalidSpec(why));
+    }
     on_engine(async move { ensure_named(&reference).await }).await
 }
 
@@ -322,6 +347,170 @@ fn split_tag(reference: &str) -> (&str, &str) {
         Some(i) if !reference[i..].contains('/') => (&reference[..i], &reference[i + 1..]),
         _ => (reference, "latest"),
     }
+}
+
+/// Why `reference` is not an image reference Docker would take, following
+/// its grammar (`[host[:port]/]path[:tag][@digest]`: a lowercase path of
+/// components joined by `/`, a tag of up to 128 word characters, `.` and
+/// `-`, a digest `algorithm:hex`). Checked before any engine call: the
+/// engine's own answers to a bad one are far from the cause (an empty name
+/// is "No command specified").
+pub(crate) fn reference_error(reference: &str) -> Option<String> {
+    let why = |what: String| {
+        Some(format!(
+            "image {reference:?} is not a valid reference: {what}"
+        ))
+    };
+    if reference.is_empty() {
+        return why("it is empty".into());
+    }
+    if reference.chars().any(char::is_whitespace) {
+        return why("it contains whitespace".into());
+    }
+    let (rest, digest) = match reference.split_once('@') {
+        Some((rest, digest)) => (rest, Some(digest)),
+        None => (reference, None),
+    };
+    if let Some(digest) = digest {
+        if let Some(what) = digest_error(digest) {
+            return why(what);
+        }
+    }
+    // A colon after the last slash starts the tag; one before it is a port.
+    let (name, tag) = match rest.rfind(':') {
+        Some(i) if !rest[i..].contains('/') => (&rest[..i], Some(&rest[i + 1..])),
+        _ => (rest, None),
+    };
+    if let Some(tag) = tag {
+        let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        let ok = tag.len() <= 128
+            && tag.starts_with(word)
+            && tag.chars().all(|c| word(c) || c == '.' || c == '-');
+        if !ok {
+            return why(format!(
+                "the tag {tag:?} must be 1 to 128 letters, digits, `_`, `.` or `-`, \
+                 not starting with `.` or `-`"
+            ));
+        }
+    }
+    repository_error(name).and_then(why)
+}
+
+/// Why `name` (a reference without tag and digest) is not a repository
+/// name.
+pub(crate) fn repository_error(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("the repository name is empty".into());
+    }
+    if name.len() > 255 {
+        return Some("the repository name is longer than 255 characters".into());
+    }
+    // The first component is a registry host if it looks like one (as
+    // Docker decides): a dot, a port, `localhost`, or capitals.
+    let (host, path) = match name.split_once('/') {
+        Some((first, path))
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first.chars().any(|c| c.is_ascii_uppercase()) =>
+        {
+            (Some(first), path)
+        }
+        _ => (None, name),
+    };
+    if let Some(host) = host {
+        if let Some(what) = host_error(host) {
+            return Some(what);
+        }
+    }
+    if path.chars().any(|c| c.is_ascii_uppercase()) {
+        return Some(format!("the repository {path:?} must be lowercase"));
+    }
+    path.split('/').find(|c| !is_path_component(c)).map(|c| {
+        format!(
+            "{c:?} is not a path component: lowercase letters and digits, \
+                 joined by single `.` or `_`, `__`, or runs of `-`"
+        )
+    })
+}
+
+/// `[a-z0-9]+ (([._]|__|-+) [a-z0-9]+)*`
+fn is_path_component(c: &str) -> bool {
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let b = c.as_bytes();
+    let mut i = 0;
+    loop {
+        let start = i;
+        while i < b.len() && alnum(&b[i]) {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+        if i == b.len() {
+            return true;
+        }
+        let sep = i;
+        while i < b.len() && !alnum(&b[i]) {
+            i += 1;
+        }
+        let ok = match &b[sep..i] {
+            [b'.'] | [b'_'] | [b'_', b'_'] => true,
+            s => s.iter().all(|c| *c == b'-'),
+        };
+        if !ok {
+            return false;
+        }
+    }
+}
+
+/// `domain-component ('.' domain-component)* [':' port]`, or `[IPv6]`.
+fn host_error(host: &str) -> Option<String> {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(':') && !port.contains(']') => (name, Some(port)),
+        _ => (host, None),
+    };
+    let bad = || Some(format!("{host:?} is not a registry host"));
+    if port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return bad();
+    }
+    if let Some(v6) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        let ok = !v6.is_empty() && v6.chars().all(|c| c.is_ascii_hexdigit() || c == ':');
+        return if ok { None } else { bad() };
+    }
+    let component = |c: &str| {
+        !c.is_empty()
+            && !c.starts_with('-')
+            && !c.ends_with('-')
+            && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if name.split('.').all(component) {
+        None
+    } else {
+        bad()
+    }
+}
+
+/// `algorithm:hex`, the algorithm `[A-Za-z][A-Za-z0-9]*` parts joined by
+/// `+ . - _`, at least 32 hex digits.
+fn digest_error(digest: &str) -> Option<String> {
+    let bad = || {
+        Some(format!(
+            "the digest {digest:?} must be `algorithm:hex`, e.g. `sha256:` and 64 hex digits"
+        ))
+    };
+    let Some((algorithm, hex)) = digest.split_once(':') else {
+        return bad();
+    };
+    let part = |p: &str| {
+        p.starts_with(|c: char| c.is_ascii_alphabetic())
+            && p.bytes().all(|b| b.is_ascii_alphanumeric())
+    };
+    let algorithm_ok = algorithm.split(['+', '.', '-', '_']).all(part);
+    let hex_ok = hex.len() >= 32 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    if !algorithm_ok || !hex_ok || (algorithm == "sha256" && hex.len() != 64) {
+        return bad();
+    }
+    None
 }
 
 /// Runs `make` at most once per process per `key`, even when many tests ask
@@ -434,6 +623,82 @@ mod tests {
             with_prefix("mirror:5000/", "mirror:5000/postgres:16"),
             "mirror:5000/postgres:16"
         );
+    }
+
+    #[test]
+    fn references_follow_dockers_grammar() {
+        let sha = "sha256:".to_string() + &"ab12".repeat(16);
+        for good in [
+            "postgres",
+            "postgres:16",
+            "postgres:16-alpine",
+            "library/postgres:16.1_x",
+            "my-org/my__app.v2/a-b--c:TAG_1",
+            "localhost/app",
+            "localhost:5000/app:v1",
+            "registry.example.com:443/team/app",
+            "Registry.Example/app",
+            "[::1]:5000/app",
+            // A registry `postgres` on port 1, repository `2`.
+            "postgres:1/2",
+            "testdock/shell:e94c3830eeb08c89",
+            &format!("app@{sha}"),
+            &format!("app:v1@{sha}"),
+            &format!("app:{}", "t".repeat(128)),
+        ] {
+            assert_eq!(reference_error(good), None, "{good}");
+        }
+        for (bad, says) in [
+            ("", "it is empty"),
+            (" postgres", "whitespace"),
+            ("postgres :16", "whitespace"),
+            ("post\tgres", "whitespace"),
+            ("Postgres:16", "must be lowercase"),
+            ("myorg/App", "must be lowercase"),
+            ("postgres:", "the tag \"\""),
+            ("postgres:-1", "the tag"),
+            ("postgres:.1", "the tag"),
+            ("postgres:a+b", "the tag"),
+            (&format!("app:{}", "t".repeat(129)), "the tag"),
+            ("app@sha256:abc", "the digest"),
+            ("app@sha256", "the digest"),
+            (&format!("app@sha256:{}", "g".repeat(64)), "the digest"),
+            (&format!("app@{sha}@{sha}"), "the digest"),
+            (":16", "the repository name is empty"),
+            ("a..b", "\"a..b\" is not a path component"),
+            ("-app", "is not a path component"),
+            ("app-", "is not a path component"),
+            ("a___b", "is not a path component"),
+            ("org//app", "\"\" is not a path component"),
+            ("app/", "is not a path component"),
+            ("my_registry.com/app", "is not a registry host"),
+            ("localhost:port/app", "is not a registry host"),
+            ("-bad.host/app", "is not a registry host"),
+            (&"a".repeat(256), "longer than 255"),
+        ] {
+            let why = reference_error(bad).unwrap_or_else(|| panic!("{bad:?} was accepted"));
+            assert!(why.contains(says), "{bad:?}: {why}");
+            assert!(why.starts_with(&format!("image {bad:?} ")), "{why}");
+        }
+    }
+
+    #[test]
+    fn images_of_every_kind_are_checked() {
+        assert_eq!(Image::named("postgres:16").error(), None);
+        assert!(Image::named("").error().is_some());
+        assert_eq!(
+            Image::from(crate::HostImage::new("myorg/tools")).error(),
+            None
+        );
+        let why = Image::from(crate::HostImage::new("My Tools"))
+            .error()
+            .unwrap();
+        assert!(why.contains("\"My Tools\""), "{why}");
+        assert!(Image::first_of([]).error().is_some());
+        let why = Image::first_of(["ok:1".into(), "Not:1".into()])
+            .error()
+            .unwrap();
+        assert!(why.contains("\"Not:1\""), "{why}");
     }
 
     #[test]

@@ -15,6 +15,16 @@ use crate::container::TestContainer;
 use crate::engine::{client, spawn_detached};
 use crate::error::{Error, Result};
 
+/// Prints a line to stderr through `eprintln!`, so that libtest captures it
+/// beside the failing test's output (`std::io::stderr()` would bypass the
+/// capture), without ever panicking: `eprintln!` panics when stderr is a pipe
+/// nobody reads any more (`cargo test -- --nocapture 2>&1 | head`), and a
+/// panic in a guard's Drop while the test panics aborts the process. For
+/// what Drop and the exit path print.
+pub(crate) fn report(line: fmt::Arguments<'_>) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| eprintln!("{line}")));
+}
+
 /// Which stream a log line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LogSource {

@@ -86,12 +86,12 @@ pub(crate) fn keep_in_background(id: String, name: String) {
         return;
     }
     let short: String = id.chars().take(12).collect();
-    // eprintln!, not a raw write: libtest captures it and shows it with the
-    // failing test's output.
-    eprintln!(
+    // Not a raw write: libtest captures it and shows it with the failing
+    // test's output. Never panics: this runs in Drop while the test panics.
+    crate::logs::report(format_args!(
         "testdock: kept container {name}{KEPT_SUFFIX} ({short}); get in with `docker exec -it {short} sh`, \
          remove with `docker rm -f {short}`"
-    );
+    ));
     queue(async move {
         let Ok(docker) = client().await else { return };
         let opts = RenameContainerOptionsBuilder::new()

@@ -88,12 +88,20 @@ pub(crate) struct Bind {
 
 impl ContainerSpec {
     /// A spec for `image`: a name like `"postgres:16"`, a [`HostImage`]
-    /// packed from this machine's binaries, or an [`Image`] chain.
+    /// packed from this machine's binaries, or an [`Image`] chain. A name
+    /// that is not a valid Docker reference (empty, with whitespace or
+    /// capitals in the repository, a bad tag or digest) makes
+    /// [`start`](ContainerSpec::start) fail with
+    /// [`Error::InvalidSpec`](crate::Error::InvalidSpec) naming it, before
+    /// any engine call.
     ///
     /// [`HostImage`]: crate::HostImage
     pub fn new(image: impl Into<Image>) -> Self {
+        let image = image.into();
+        // A malformed reference fails `start()` before any engine call.
+        let error = image.error();
         ContainerSpec {
-            image: image.into(),
+            image,
             cmd: None,
             entrypoint: None,
             env: Vec::new(),
@@ -126,7 +134,7 @@ impl ContainerSpec {
             log_consumer: None,
             files: Vec::new(),
             runtime: None,
-            error: None,
+            error,
         }
     }
 

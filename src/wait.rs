@@ -117,10 +117,16 @@ impl WaitFor {
     }
 
     /// TCP port `port` (in the container) accepting connections that are
-    /// really served. A published port is probed from the host, and a
-    /// connection that the engine's proxy accepts but closes at once (no
-    /// server behind it yet) does not count; an unpublished one is looked
-    /// up in the container's `/proc/net/tcp` (needs `cat` in the image).
+    /// really served. A published port is probed from the host: bytes from
+    /// the server count, a connection the engine's proxy accepts but closes
+    /// (no server behind it yet) does not. When the connection stays
+    /// silent (a server that waits for the client to speak first), and for
+    /// an unpublished port, the container's own socket table decides: read
+    /// from this machine through the container's process when the engine
+    /// runs here (no tool needed in the image, so an image holding one
+    /// binary works), else with `cat` in the image. Where neither works (a
+    /// remote engine and an image without `cat`) the wait fails at once
+    /// and says what to wait for instead: an unknown answer is not a yes.
     pub fn port(port: u16) -> Self {
         Self::new(Kind::Port(port))
     }
@@ -232,7 +238,13 @@ pub(crate) async fn wait_ready(t: &Target<'_>, waits: &[WaitFor], timeout: Durat
     let started = Instant::now();
     let deadline = started + timeout;
     for w in waits {
-        if let Err(stop) = wait_one(t, w, deadline).await {
+        // Every engine call of a wait stays under its deadline, a wedged
+        // daemon's too: whatever a strategy awaits, the deadline ends it.
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let step = tokio::time::timeout(remaining, wait_one(t, w, deadline))
+            .await
+            .unwrap_or(Err(Stop::TimedOut));
+        if let Err(stop) = step {
             let outcome = match stop {
                 Stop::TimedOut => "timed out".to_string(),
                 Stop::Failed(why) => why,
@@ -489,32 +501,60 @@ async fn command_ok(t: &Target<'_>, cmd: &[String]) -> std::result::Result<bool,
     Ok(out.exit_code == 0)
 }
 
-/// The host port a container port is published on, if it is.
-async fn published(t: &Target<'_>, port: u16) -> std::result::Result<Option<u16>, Stop> {
+/// The container as inspected: a failure to inspect ends the wait.
+async fn inspect(
+    t: &Target<'_>,
+) -> std::result::Result<bollard::models::ContainerInspectResponse, Stop> {
     let docker = client().await.map_err(|e| Stop::Failed(e.to_string()))?;
-    let info = docker
+    docker
         .inspect_container(t.id, None)
         .await
-        .map_err(|e| Stop::Failed(e.to_string()))?;
-    Ok(crate::container::published_ports(info).get(&port).copied())
+        .map_err(|e| Stop::Failed(e.to_string()))
+}
+
+/// The host port a container port is published on, if it is.
+async fn published(t: &Target<'_>, port: u16) -> std::result::Result<Option<u16>, Stop> {
+    Ok(crate::container::published_ports(inspect(t).await?)
+        .get(&port)
+        .copied())
 }
 
 async fn port_served(t: &Target<'_>, port: u16) -> std::result::Result<bool, Stop> {
-    match published(t, port).await? {
-        Some(host_port) => Ok(match probe_from_host(t.host, host_port).await {
-            Probe::Served => true,
-            Probe::Closed => false,
-            // A server that waits for the client to speak, or a proxy still
-            // trying behind (rootless Podman's gives up after ~200 ms):
-            // ask inside, where the image has a `cat`.
-            Probe::Silent => proc_net_tcp(t).await.map_or(true, |tcp| listens_on(&tcp, port)),
-        }),
-        None => match proc_net_tcp(t).await {
-            Ok(tcp) => Ok(listens_on(&tcp, port)),
-            Err(e) => Err(Stop::Failed(format!(
-                "cannot read /proc/net/tcp in it (no `cat`?): {e}; publish the port with `.expose({port})` to probe it from the host"
-            ))),
-        },
+    let info = inspect(t).await?;
+    let host_port = crate::container::published_ports(info.clone())
+        .get(&port)
+        .copied();
+    if let Some(host_port) = host_port {
+        match probe_from_host(t.host, host_port).await {
+            Probe::Served => return Ok(true),
+            Probe::Closed => return Ok(false),
+            // A server that waits for the client to speak, or a proxy that
+            // holds the connection with nothing behind it (rootless
+            // Podman's, for ~200 ms): only the container's sockets tell.
+            Probe::Silent => {}
+        }
+    }
+    decide(port, host_port.is_some(), socket_table(t, &info).await)
+}
+
+/// The verdict once only the container's socket table can tell: a table
+/// that could not be read is never a yes, and it will not become readable
+/// by waiting, so the wait fails at once and says what would work.
+fn decide(
+    port: u16,
+    published: bool,
+    table: std::result::Result<String, String>,
+) -> std::result::Result<bool, Stop> {
+    match table {
+        Ok(table) => Ok(listens_on(&table, port)),
+        Err(why) if published => Err(Stop::Failed(format!(
+            "port {port} accepts connections but sends nothing, and whether a server listens \
+             behind the engine's proxy cannot be told: {why}; wait for a log line or a command instead"
+        ))),
+        Err(why) => Err(Stop::Failed(format!(
+            "whether anything listens on port {port} cannot be told: {why}; publish the port \
+             with `.expose({port})` to probe it from the host"
+        ))),
     }
 }
 
@@ -544,19 +584,72 @@ async fn probe_from_host(host: &str, port: u16) -> Probe {
     }
 }
 
-/// `/proc/net/tcp` and `tcp6` of the container, read with its `cat`.
-async fn proc_net_tcp(t: &Target<'_>) -> std::result::Result<String, String> {
+/// The container's `/proc/net/tcp` and `tcp6`: read from this machine
+/// through its main process when the engine's processes are visible here
+/// (a local engine, rootless too), else with the image's `cat`. `Err`
+/// says why neither worked.
+async fn socket_table(
+    t: &Target<'_>,
+    info: &bollard::models::ContainerInspectResponse,
+) -> std::result::Result<String, String> {
+    let pid = info.state.as_ref().and_then(|s| s.pid).unwrap_or(0);
+    let hostname = info.config.as_ref().and_then(|c| c.hostname.as_deref());
+    if let Some(table) = host_socket_table(t.id, pid, hostname.unwrap_or_default()) {
+        return Ok(table);
+    }
     let cmd = ["cat", "/proc/net/tcp", "/proc/net/tcp6"]
         .map(String::from)
         .to_vec();
     let out = crate::exec::run_exec(t.id, t.name, cmd, Default::default())
         .await
-        .map_err(|e| e.to_string())?;
-    // tcp6 may be missing (IPv6 off): what was read still counts.
-    if out.stdout.is_empty() {
-        return Err(out.stderr_text().trim().to_string());
+        .map_err(|e| {
+            format!("its processes are not visible here, and `cat` could not run in it: {e}")
+        })?;
+    // A missing executable is exit 126 or 127 with the engine's error on
+    // stdout: only the table's own header counts as an answer. tcp6 may be
+    // missing (IPv6 off), failing `cat` after it printed tcp.
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.starts_with(TABLE_HEADER) {
+        return Ok(text.into_owned());
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    let said = [out.stdout_text(), out.stderr_text()].join(" ");
+    Err(format!(
+        "its processes are not visible here, and `cat /proc/net/tcp` in it exited with {}{}",
+        out.exit_code,
+        match said.trim() {
+            "" => String::new(),
+            s => format!(" ({})", crate::util::tail_lines(s, 1)),
+        }
+    ))
+}
+
+/// How `/proc/net/tcp` begins.
+const TABLE_HEADER: &str = "  sl  local_address";
+
+/// The socket table of process `pid`'s network namespace, if `pid` on this
+/// machine is the container's process. The engine's pid may be of another
+/// machine, VM or pid namespace, or reused since the inspect: what is read
+/// counts only if, read after the table, the process's cgroup names the
+/// container, or (engines that put it in no cgroup of its own, rootless on
+/// cgroups v1) its environment has the container's default hostname, a
+/// prefix of its id.
+fn host_socket_table(id: &str, pid: i64, hostname: &str) -> Option<String> {
+    if pid <= 0 {
+        return None;
+    }
+    let dir = format!("/proc/{pid}");
+    let tcp = std::fs::read_to_string(format!("{dir}/net/tcp")).ok()?;
+    let tcp6 = std::fs::read_to_string(format!("{dir}/net/tcp6")).unwrap_or_default();
+    let by_cgroup = std::fs::read_to_string(format!("{dir}/cgroup")).is_ok_and(|c| c.contains(id));
+    let by_hostname = || {
+        hostname.len() >= 12
+            && id.starts_with(hostname)
+            && std::fs::read(format!("{dir}/environ")).is_ok_and(|env| {
+                env.split(|b| *b == 0)
+                    .any(|var| var == format!("HOSTNAME={hostname}").as_bytes())
+            })
+    };
+    (tcp.starts_with(TABLE_HEADER) && (by_cgroup || by_hostname())).then(|| tcp + &tcp6)
 }
 
 /// Whether `/proc/net/tcp{,6}` shows a socket listening on `port`
@@ -661,6 +754,35 @@ mod tests {
         assert!(listens_on(table, 8080));
         assert!(!listens_on(table, 53), "established, not listening");
         assert!(!listens_on(table, 80));
+    }
+
+    #[test]
+    fn an_unreadable_socket_table_is_never_a_yes() {
+        let table = "  sl  local_address rem_address   st\n   0: 00000000:1F90 00000000:0000 0A\n";
+        assert!(decide(8080, true, Ok(table.into())).is_ok_and(|ready| ready));
+        assert!(decide(80, false, Ok(table.into())).is_ok_and(|ready| !ready));
+        let Err(Stop::Failed(why)) = decide(8080, true, Err("no `cat`".into())) else {
+            panic!("an unknown answer counted as an answer");
+        };
+        assert!(
+            why.contains("no `cat`") && why.contains("log line"),
+            "{why}"
+        );
+        let Err(Stop::Failed(why)) = decide(8080, false, Err("no `cat`".into())) else {
+            panic!("an unknown answer counted as an answer");
+        };
+        assert!(why.contains("`.expose(8080)`"), "{why}");
+    }
+
+    #[test]
+    fn only_the_containers_own_process_is_read_from_the_host() {
+        // This process is not in a container with that id: another
+        // machine's pid that happens to exist here reads as nothing.
+        let me = i64::from(std::process::id());
+        let id = "0123456789ab".repeat(5) + "cdef";
+        assert_eq!(host_socket_table(&id, me, ""), None);
+        assert_eq!(host_socket_table(&id, me, &id[..12]), None);
+        assert_eq!(host_socket_table(&id, 0, ""), None);
     }
 
     #[test]

@@ -331,3 +331,31 @@ async fn pull_policy_never_refuses_a_missing_image_without_trying() {
     .unwrap_err();
     assert!(matches!(err, Error::ImageUnavailable { .. }), "{err:?}");
 }
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn a_malformed_image_reference_is_refused_before_anything_is_made() {
+    for image in ["", "Postgres:16", "postgres :16"] {
+        let (name, volume) = (unique("badref"), unique("badrefvol"));
+        let err = ContainerSpec::new(image)
+            .name(name.clone())
+            .volume(volume.clone(), "/v")
+            .cmd(["true"])
+            .start()
+            .await
+            .unwrap_err();
+        match &err {
+            Error::InvalidSpec(why) => {
+                assert!(why.contains(&format!("image {image:?}")), "{why}")
+            }
+            other => panic!("{image:?}: expected InvalidSpec, got {other:?}"),
+        }
+        assert!(
+            !exists(&name).await,
+            "a container was created for {image:?}"
+        );
+        let docker = testdock::docker().await.unwrap();
+        let found = docker.bollard().inspect_volume(&volume).await;
+        assert!(found.is_err(), "a volume was created for {image:?}");
+    }
+}

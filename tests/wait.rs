@@ -4,12 +4,12 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{exists, shell, shell_with_perl, unique};
-use testdock::{ContainerSpec, Error, WaitFor};
+use testdock::{ContainerSpec, Error, HostImage, Image, WaitFor};
 
 /// A perl server that starts listening on 8080 only after `delay` seconds
 /// and greets every client (or answers HTTP when `http`).
@@ -308,4 +308,180 @@ async fn waiting_for_health_without_a_healthcheck_says_so_at_once() {
         }
         other => panic!("expected NotReady, got {other:?}"),
     }
+}
+
+/// An image holding perl and its modules, nothing else: no shell, no
+/// `cat` — the README's one-binary image.
+fn perl_only() -> Image {
+    let out = std::process::Command::new("perl")
+        .args([
+            "-e",
+            r#"print((grep { -f "$_/IO/Socket/INET.pm" } @INC)[0])"#,
+        ])
+        .output()
+        .expect("perl is part of every Debian system");
+    let lib = String::from_utf8(out.stdout).unwrap();
+    HostImage::new("testdock/perl-only")
+        .binary("perl")
+        .path(lib)
+        .into()
+}
+
+/// A server on 8080 that waits for the client to speak first (as
+/// PostgreSQL, Redis and HTTP servers do), then echoes its first line.
+const SPEAKS_SECOND: &str = r#"use IO::Socket::INET;
+    my $s = IO::Socket::INET->new(LocalPort => 8080, Listen => 5, ReuseAddr => 1) or die "listen: $!";
+    while (my $c = $s->accept) { my $l = <$c>; print $c "you said $l" if defined $l; close $c }"#;
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn a_server_that_waits_for_the_client_is_ready_in_an_image_without_cat() {
+    let begun = Instant::now();
+    let c = ContainerSpec::new(perl_only())
+        .cmd(["perl", "-e", SPEAKS_SECOND])
+        .expose(8080)
+        .wait_for(WaitFor::port(8080))
+        .startup_timeout(Duration::from_secs(15))
+        .start()
+        .await
+        .unwrap();
+    assert!(
+        begun.elapsed() < Duration::from_secs(10),
+        "ready only after {:?}",
+        begun.elapsed()
+    );
+    let port = c.host_port(8080).await.unwrap();
+    let mut s = TcpStream::connect((c.host(), port)).unwrap();
+    s.write_all(b"hi\n").unwrap();
+    let mut got = String::new();
+    s.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "you said hi\n");
+    c.teardown().await.unwrap();
+}
+
+/// An unpublished port in an image without `cat` is decided by reading
+/// the container's socket table from this machine (the engine runs here);
+/// where that is impossible the wait fails at once, as a unit test shows.
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn an_unpublished_port_is_ready_in_an_image_without_cat() {
+    let c = ContainerSpec::new(perl_only())
+        .cmd(["perl", "-e", SPEAKS_SECOND])
+        .wait_for(WaitFor::port(8080))
+        .startup_timeout(Duration::from_secs(15))
+        .start()
+        .await
+        .unwrap();
+    let client = r#"use IO::Socket::INET;
+        my $c = IO::Socket::INET->new(PeerAddr => "127.0.0.1:8080") or die "connect: $!";
+        print $c "hi\n"; print <$c>;"#;
+    let out = c.exec(["perl", "-e", client]).await.unwrap();
+    assert_eq!(out.stdout_text(), "you said hi\n", "{}", out.stderr_text());
+    c.teardown().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn a_silent_proxy_with_no_server_behind_is_not_ready() {
+    // The container's interfaces are down (eth0; tap0 on rootless Podman):
+    // the engine's proxy accepts on the host and holds the connection,
+    // trying to reach a container that does not answer; nothing listens on
+    // 8080. Its `cat` fails, as a look inside fails in an image without one.
+    let image = HostImage::new("testdock/no-listener")
+        .binaries(["sh", "ip", "sleep"])
+        .file("/usr/bin/cat", "#!/bin/sh\nexit 1\n", 0o755);
+    let c = ContainerSpec::new(image)
+        .cmd([
+            "sh",
+            "-c",
+            "for i in /sys/class/net/*; do i=${i##*/}; [ $i = lo ] || ip link set $i down || exit 9; done; \
+             exec sleep infinity",
+        ])
+        .cap_add("NET_ADMIN")
+        .expose(8080)
+        .start()
+        .await
+        .unwrap();
+    let err = c
+        .wait_for(WaitFor::port(8080), Duration::from_secs(3))
+        .await
+        .expect_err("ready with nothing listening");
+    match &err {
+        Error::NotReady { outcome, .. } => assert!(
+            outcome == "timed out" || outcome.contains("cannot be told"),
+            "{err}"
+        ),
+        other => panic!("expected NotReady, got {other:?}"),
+    }
+    c.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "requires Docker"]
+async fn a_log_line_wait_keeps_its_deadline_when_the_engine_stalls() {
+    use futures_util::StreamExt;
+    use testdock::bollard::query_parameters::DownloadFromContainerOptionsBuilder;
+
+    let c = ContainerSpec::new(shell())
+        .cmd([
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/tmp/big bs=1M count=64 2>/dev/null; echo filled; exec sleep infinity",
+        ])
+        .wait_for(WaitFor::log_line("filled"))
+        .start()
+        .await
+        .unwrap();
+    let docker = testdock::docker().await.unwrap().bollard().clone();
+    // Docker holds a container's lock while it streams an archive of it:
+    // a copy nobody reads stalls every inspect of that container. Held for
+    // 15 s at most, so a wait that overruns shows as slow, not hung.
+    let mut archive = docker.download_from_container(
+        c.id(),
+        Some(
+            DownloadFromContainerOptionsBuilder::new()
+                .path("/tmp/big")
+                .build(),
+        ),
+    );
+    archive.next().await.unwrap().unwrap();
+    let holder = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        drop(archive);
+    });
+    let stalled = tokio::time::timeout(
+        Duration::from_secs(1),
+        docker.inspect_container(c.id(), None),
+    )
+    .await
+    .is_err();
+    if !stalled {
+        // Podman takes no such lock: no stall to be had here.
+        eprintln!("this engine answers inspect during a copy: no stalled wait to test");
+        holder.abort();
+        c.teardown().await.unwrap();
+        return;
+    }
+    let begun = Instant::now();
+    let err = c
+        .wait_for(WaitFor::log_line("never printed"), Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    let took = begun.elapsed();
+    match &err {
+        Error::NotReady {
+            outcome, waited, ..
+        } => {
+            assert_eq!(outcome, "timed out");
+            assert!(
+                *waited < Duration::from_secs(4),
+                "waited {waited:?} past a 2 s deadline"
+            );
+        }
+        other => panic!("expected NotReady, got {other:?}"),
+    }
+    // The log tail for the message has its own 5 s bound.
+    assert!(took < Duration::from_secs(9), "returned after {took:?}");
+    holder.abort();
+    c.teardown().await.unwrap();
 }

@@ -110,23 +110,24 @@ impl Drop for TestDatabase {
 impl TestDatabase {
     fn report_kept(&self) {
         let c = &self.server.container;
-        // eprintln!, not a raw write: libtest shows it with the failure.
+        // Not a raw write: libtest shows it with the failure. Never panics:
+        // this runs in Drop while the test panics.
         if crate::reaper::keep(true) {
-            eprintln!(
+            crate::logs::report(format_args!(
                 "testdock: kept database {} of the failing test: {}",
                 self.name, self.url
-            );
+            ));
             if !self.server.kept.swap(true, Ordering::Relaxed) {
                 crate::reaper::keep_in_background(c.id().to_string(), c.name().to_string());
             }
         } else {
-            eprintln!(
+            crate::logs::report(format_args!(
                 "testdock: kept database {} of the failing test: {} (until the server {} is \
                  removed at exit; TESTDOCK_KEEP=on-failure keeps it)",
                 self.name,
                 self.url,
                 c.name()
-            );
+            ));
         }
     }
 }
