@@ -62,6 +62,7 @@ mod spec;
 mod stack;
 mod stats;
 mod sweep;
+mod trace;
 mod util;
 mod wait;
 mod watchdog;

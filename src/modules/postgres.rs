@@ -354,6 +354,13 @@ async fn ready(c: &TestContainer, config: &Postgres) -> Result<(u32, u16, Sessio
             .map_err(|_| failed(format!("not a version: {rows:?}")))?,
         Err(session::Failure::Sql(why) | session::Failure::Ended(why)) => return Err(failed(why)),
     };
+    tracing::info!(
+        id = crate::trace::short(c.id()),
+        name = c.name(),
+        image = c.image(),
+        version,
+        "postgres server ready"
+    );
     Ok((version, c.host_port(PORT).await?, session))
 }
 

@@ -287,7 +287,15 @@ impl Inner {
             ident(&name),
             ident(&template)
         );
+        let t0 = Instant::now();
         this.sql(&sql).await?;
+        tracing::debug!(
+            database = %name,
+            template = %template,
+            server = this.container.name(),
+            elapsed_ms = crate::trace::ms(t0),
+            "database cloned"
+        );
         Ok(TestDatabase {
             url: this.url(&name),
             name,
@@ -341,8 +349,16 @@ impl Inner {
                 ident(name)
             ),
         ]);
+        let t0 = Instant::now();
         let out = self.psql_raw(&self.admin_db, args, None).await?;
         if out.is_success() {
+            tracing::info!(
+                template = name,
+                scripts = scripts.len(),
+                server = self.container.name(),
+                elapsed_ms = crate::trace::ms(t0),
+                "template built"
+            );
             return Ok(());
         }
         let _ = self.drop_database(name).await;
@@ -431,7 +447,17 @@ impl Inner {
             ""
         };
         let sql = format!("DROP DATABASE IF EXISTS {}{force}", ident(name));
-        self.sql(&sql).await.map(drop)
+        let t0 = Instant::now();
+        let dropped = self.sql(&sql).await.map(drop);
+        if dropped.is_ok() {
+            tracing::debug!(
+                database = name,
+                server = self.container.name(),
+                elapsed_ms = crate::trace::ms(t0),
+                "database dropped"
+            );
+        }
+        dropped
     }
 
     /// Runs one statement through the session and returns its rows. A
