@@ -54,6 +54,7 @@ mod image;
 mod logs;
 mod modules;
 mod network;
+mod progress;
 mod reaper;
 mod session;
 mod shared;
