@@ -275,14 +275,22 @@ fn at_exit() {
     let deadline = Instant::now() + EXIT_WAIT;
     let t0 = Instant::now();
     let queued = Lazy::get(&PENDING).map_or(0, |(n, _)| *lock(n));
-    guarded(|| tracing::debug!(queued, "exit hook: waiting for queued removals"));
+    // Events go out from the engine's threads: this thread's thread-locals
+    // are gone by now, and a subscriber that uses them (tracing-subscriber's
+    // fmt does) panics.
+    queue(
+        async move { guarded(|| tracing::debug!(queued, "exit hook: waiting for queued removals")) },
+    );
     wait_pending(deadline);
-    guarded(|| {
-        tracing::debug!(
-            queued,
-            elapsed_ms = ms(t0),
-            "exit hook: queued removals done"
-        )
+    let waited = ms(t0);
+    queue(async move {
+        guarded(|| {
+            tracing::debug!(
+                queued,
+                elapsed_ms = waited,
+                "exit hook: queued removals done"
+            )
+        })
     });
     queue(async {
         crate::spare::discard().await;
@@ -306,7 +314,9 @@ fn at_exit() {
              (see `docker ps -a --filter label=testdock.managed`)"
         );
     }
-    guarded(|| tracing::debug!(elapsed_ms = ms(t0), "exit hook done"));
+    let total = ms(t0);
+    queue(async move { guarded(|| tracing::debug!(elapsed_ms = total, "exit hook done")) });
+    wait_pending(deadline);
 }
 
 /// A resource testdock created, as listed by the engine.
