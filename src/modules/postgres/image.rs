@@ -226,7 +226,7 @@ fn without_registry(official: &str, major: &str) -> String {
 fn building_locally(reference: &str, install: &Path, major: &str) -> String {
     format!(
         "building {reference} from this machine's PostgreSQL {major} ({}): first time only, \
-         some 10-30 s; later runs reuse it",
+         later runs reuse it",
         install.display()
     )
 }
