@@ -120,6 +120,14 @@ pub(crate) async fn build_context(
         labels: Some(HashMap::from([(LABEL_IMAGE.to_string(), kind.to_string())])),
         ..Default::default()
     };
+    let t0 = std::time::Instant::now();
+    crate::progress::say(format!(
+        "building {reference} ({kind} image, first use of this content)"
+    ));
+    let r = reference.to_string();
+    let _still = crate::progress::Ticker::start(move |waited| {
+        format!("still building {r} ({} s)", waited.as_secs())
+    });
     let mut output = String::new();
     let mut stream = docker.build_image(opts, None, Some(bollard::body_full(tar.into())));
     let fail = |reason: String, output: &str| Error::BuildFailed {
@@ -131,6 +139,7 @@ pub(crate) async fn build_context(
         match item {
             Ok(info) => {
                 if let Some(s) = info.stream {
+                    crate::progress::build_steps(reference, &s);
                     output.push_str(&s);
                 }
                 if let Some(e) = info.error_detail.and_then(|d| d.message) {
@@ -141,6 +150,16 @@ pub(crate) async fn build_context(
             Err(e) => return Err(fail(e.to_string(), &output)),
         }
     }
+    crate::progress::say(format!(
+        "built {reference} in {}",
+        crate::progress::secs(t0.elapsed())
+    ));
+    tracing::info!(
+        image = reference,
+        kind,
+        elapsed_ms = crate::trace::ms(t0),
+        "image built"
+    );
     Ok(())
 }
 

@@ -25,6 +25,7 @@ use crate::reaper::{self, Owned};
 use crate::run::Run;
 use crate::session::{labels, LABEL_SESSION};
 use crate::spec::ContainerSpec;
+use crate::trace::{ms, short};
 use crate::util::shell_join;
 use crate::wait::{wait_ready, Target, WaitFor};
 
@@ -88,6 +89,7 @@ impl ContainerSpec {
     pub async fn start(self) -> Result<TestContainer> {
         on_engine(async move {
             let starting = reaper::Starting::begin();
+            let t0 = std::time::Instant::now();
             let (c, mut made) = create(&self, false, true).await?;
             let mut c = crate::files::upload_all_or_remove(c, &self.files).await?;
             let docker = client().await?;
@@ -104,6 +106,15 @@ impl ContainerSpec {
             drop(starting);
             let mut started = started
                 .map_err(|e| Error::docker(format!("start container {} ({})", c.name, c.image), e));
+            if started.is_ok() {
+                tracing::debug!(
+                    id = short(&c.id),
+                    name = %c.name,
+                    image = %c.image,
+                    elapsed_ms = ms(t0),
+                    "container started"
+                );
+            }
             if let (Ok(()), Some((shape, body))) = (&started, made.shape) {
                 crate::spare::prepare(shape, body);
             }
@@ -114,6 +125,13 @@ impl ContainerSpec {
                 started = wait_ready(&c.target(), &self.waits, self.startup_timeout).await;
             }
             if let Err(err) = started {
+                tracing::debug!(
+                    id = short(&c.id),
+                    name = %c.name,
+                    error = %err,
+                    elapsed_ms = ms(t0),
+                    "container failed to start"
+                );
                 // Awaited, not left to Drop: the caller sees the error only
                 // once nothing is left.
                 let _ = c.teardown_on_engine().await;
@@ -154,8 +172,18 @@ impl ContainerSpec {
     /// what was printed before the timeout.
     pub async fn run(self) -> Result<ExecOutput> {
         on_engine(async move {
+            let t0 = std::time::Instant::now();
             let (c, _) = create(&self, true, false).await?;
             let result = run_attached(&c, &self).await;
+            if let Ok(out) = &result {
+                tracing::debug!(
+                    id = short(&c.id),
+                    name = %c.name,
+                    exit_code = out.exit_code,
+                    elapsed_ms = ms(t0),
+                    "container run finished"
+                );
+            }
             let removed = c.teardown_on_engine().await;
             let out = result?;
             removed?;
@@ -285,6 +313,7 @@ pub(crate) async fn create_as(
     if let Some(why) = &spec.error {
         return Err(Error::InvalidSpec(why.clone()));
     }
+    let t0 = std::time::Instant::now();
     // Before any Docker call: a typo in a path must create nothing.
     let binds = check_binds(spec)?;
     let engine = engine().await?;
@@ -355,6 +384,13 @@ pub(crate) async fn create_as(
                 shape: Some((shape.clone(), body)),
                 from_spare: true,
             };
+            tracing::debug!(
+                id = short(&spare.id),
+                name = %spare.name,
+                image = %image,
+                elapsed_ms = ms(t0),
+                "container created (a spare)"
+            );
             return Ok(Created::New(
                 guard(spare.id, spare.name, owned),
                 Box::new(made),
@@ -394,6 +430,13 @@ pub(crate) async fn create_as(
         shape: shape.map(|s| (s, body)),
         from_spare: false,
     };
+    tracing::debug!(
+        id = short(&id),
+        name = %name,
+        image = %image,
+        elapsed_ms = ms(t0),
+        "container created"
+    );
     Ok(Created::New(guard(id, name, owned), Box::new(made)))
 }
 
@@ -771,6 +814,7 @@ impl TestContainer {
     /// [`Error::Docker`] if the engine refuses; the exit hook tries again.
     pub async fn teardown(mut self) -> Result<()> {
         self.armed = false;
+        tracing::debug!(id = short(&self.id), name = %self.name, "container teardown");
         if reaper::keep(false) {
             reaper::keep_in_background(std::mem::take(&mut self.id), self.name.clone());
             return Ok(());
@@ -843,6 +887,11 @@ impl Drop for TestContainer {
         if reaper::keep(panicking) {
             reaper::keep_in_background(id, self.name.clone());
         } else {
+            tracing::debug!(
+                id = short(&id),
+                name = %self.name,
+                "container dropped; removal queued"
+            );
             reaper::remove_in_background(id, std::mem::take(&mut self.owned));
         }
     }

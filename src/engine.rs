@@ -263,6 +263,12 @@ async fn connect() -> Result<Docker> {
     for c in crate::discovery::candidates(&crate::discovery::Env::from_process()) {
         match try_endpoint(&c).await {
             Ok(engine) => {
+                tracing::debug!(
+                    endpoint = %engine.endpoint,
+                    source = %engine.source,
+                    session = crate::session::session_id(),
+                    "connected to the engine"
+                );
                 on_session_start(&engine);
                 return Ok(engine);
             }
@@ -285,6 +291,7 @@ fn on_session_start(engine: &Docker) {
     tokio::task::spawn_blocking(move || crate::watchdog::start(&endpoint, &tls));
     tokio::spawn(async {
         if let Err(e) = crate::sweep::sweep_on_engine().await {
+            tracing::warn!(error = %e, "sweeping stale resources failed");
             eprintln!("testdock: sweeping stale resources failed: {e}");
         }
     });

@@ -203,9 +203,18 @@ impl<'a> IntoFuture for Exec<'a> {
             }
             let name = container.name().to_string();
             let c = cmd.clone();
+            let t0 = Instant::now();
             let result = on_engine(async move { run_exec(&id, &name, c, opts).await })
                 .await?
                 .with_context(container.name(), container.image(), &cmd);
+            tracing::debug!(
+                id = crate::trace::short(container.id()),
+                name = container.name(),
+                command = %shell_join(&cmd),
+                exit_code = result.exit_code,
+                elapsed_ms = crate::trace::ms(t0),
+                "exec finished"
+            );
             if check {
                 result.success()
             } else {

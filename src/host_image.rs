@@ -164,10 +164,17 @@ impl HostImage {
         once_per_process(format!("host {self:?}"), async move {
             let changes = this.changes();
             let repository = this.repository.clone();
+            let t0 = std::time::Instant::now();
             let tar = tokio::task::spawn_blocking(move || this.pack())
                 .await
                 .expect("packing a host image panicked")?;
             let reference = format!("{repository}:{}", hash_hex(&tar, &changes));
+            tracing::debug!(
+                image = %reference,
+                bytes = tar.len(),
+                elapsed_ms = crate::trace::ms(t0),
+                "host image packed"
+            );
             import_tar(&reference, tar, changes).await?;
             Ok(reference)
         })

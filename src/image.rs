@@ -308,6 +308,10 @@ async fn pull(reference: &str) -> Result<()> {
         .build();
     let started = std::time::Instant::now();
     eprintln!("testdock: pulling {reference}");
+    let r = reference.to_string();
+    let _still = crate::progress::Ticker::start(move |waited| {
+        format!("still pulling {r} ({} s)", waited.as_secs())
+    });
     let mut layers = 0;
     let mut stream = docker.create_image(Some(opts), None, None);
     loop {
@@ -321,19 +325,31 @@ async fn pull(reference: &str) -> Result<()> {
             }
             Ok(None) => break,
             Err(e) => {
+                tracing::debug!(
+                    image = reference,
+                    error = %e,
+                    elapsed_ms = crate::trace::ms(started),
+                    "image pull failed"
+                );
                 return Err(Error::ImageUnavailable {
                     image: reference.into(),
                     reason: format!(
                         "not present locally and the pull failed ({e}); is a registry reachable? \
                          offline, build it locally, e.g. with testdock::HostImage, or `docker load` it"
                     ),
-                })
+                });
             }
         }
     }
     eprintln!(
         "testdock: pulled {reference} ({layers} new layers) in {:.1?}",
         started.elapsed()
+    );
+    tracing::info!(
+        image = reference,
+        layers,
+        elapsed_ms = crate::trace::ms(started),
+        "image pulled"
     );
     Ok(())
 }
@@ -535,8 +551,19 @@ pub(crate) async fn once_per_process(
 /// (ENV, CMD, LABEL…), unless an image of that name is already present.
 pub(crate) async fn import_tar(reference: &str, tar: Vec<u8>, changes: Vec<String>) -> Result<()> {
     if present(reference).await? {
+        tracing::debug!(image = reference, "image present; import skipped");
         return Ok(());
     }
+    let t0 = std::time::Instant::now();
+    let size = tar.len();
+    crate::progress::say(format!(
+        "importing {reference} ({:.1} MB, first use of this content)",
+        size as f64 / 1e6
+    ));
+    let r = reference.to_string();
+    let _still = crate::progress::Ticker::start(move |waited| {
+        format!("still importing {r} ({} s)", waited.as_secs())
+    });
     if crate::engine::engine().await?.is_podman() {
         // Podman's import keeps only a single change; a build keeps all.
         let context = crate::build::rootfs_context(tar, &changes)?;
@@ -566,6 +593,16 @@ pub(crate) async fn import_tar(reference: &str, tar: Vec<u8>, changes: Vec<Strin
         .try_collect::<Vec<_>>()
         .await
         .map_err(|e| Error::docker(format!("import image {reference}"), e))?;
+    crate::progress::say(format!(
+        "imported {reference} in {}",
+        crate::progress::secs(t0.elapsed())
+    ));
+    tracing::info!(
+        image = reference,
+        bytes = size,
+        elapsed_ms = crate::trace::ms(t0),
+        "image imported"
+    );
     Ok(())
 }
 

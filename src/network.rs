@@ -72,6 +72,7 @@ impl TestNetwork {
                 .create_network(req)
                 .await
                 .map_err(|e| Error::docker(format!("create network {name}"), e))?;
+            tracing::debug!(id = crate::trace::short(&created.id), name = %name, "network created");
             Ok(TestNetwork {
                 id: created.id,
                 name,
@@ -117,6 +118,11 @@ impl Drop for TestNetwork {
             let id = std::mem::take(&mut self.id);
             reaper::queue(async move {
                 if let Err(e) = remove(&id).await {
+                    tracing::warn!(
+                        id = crate::trace::short(&id),
+                        error = %e,
+                        "could not remove a network"
+                    );
                     eprintln!("testdock: could not remove network {id}: {e}");
                 }
             });
@@ -131,7 +137,15 @@ async fn remove(id: &str) -> Result<()> {
     let deadline = Instant::now() + DETACH_WAIT;
     loop {
         match docker.remove_network(id).await {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                let waited = DETACH_WAIT.saturating_sub(deadline - Instant::now());
+                tracing::debug!(
+                    id = crate::trace::short(id),
+                    elapsed_ms = waited.as_millis() as u64,
+                    "network removed"
+                );
+                return Ok(());
+            }
             Err(e) if status_of(&e) == Some(404) => return Ok(()),
             Err(e) if status_of(&e) == Some(403) && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;

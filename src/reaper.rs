@@ -25,6 +25,7 @@ use once_cell::sync::Lazy;
 use crate::engine::{client, runtime_if_started, spawn_detached};
 use crate::error::{status_of, Error, Result};
 use crate::session::{session_id, LABEL_SESSION};
+use crate::trace::{guarded, ms, short};
 
 /// Removing 100 containers took ~8 s on the reference machine; 15 s covers
 /// a large suite without letting a wedged daemon hang the exit forever.
@@ -86,6 +87,7 @@ pub(crate) fn keep_in_background(id: String, name: String) {
         return;
     }
     let short: String = id.chars().take(12).collect();
+    tracing::info!(id = %short, name = %name, "container kept");
     // Not a raw write: libtest captures it and shows it with the failing
     // test's output. Never panics: this runs in Drop while the test panics.
     crate::logs::report(format_args!(
@@ -98,6 +100,7 @@ pub(crate) fn keep_in_background(id: String, name: String) {
             .name(&format!("{name}{KEPT_SUFFIX}"))
             .build();
         if let Err(e) = docker.rename_container(&id, opts).await {
+            tracing::warn!(name = %name, error = %e, "could not mark a kept container");
             let _ = writeln!(
                 std::io::stderr(),
                 "testdock: could not mark {name} as kept: {e}"
@@ -114,6 +117,7 @@ pub(crate) fn register_shared(_id: &str, _name: &str) {}
 /// volumes it owns. Already gone counts as done.
 pub(crate) async fn remove(id: &str, owned: &Owned) -> Result<()> {
     let docker = client().await?;
+    let t0 = Instant::now();
     match force_remove(docker, id).await {
         // 409: a removal of it is already in progress.
         Err(e) if !matches!(status_of(&e), Some(404 | 409)) => {
@@ -122,6 +126,12 @@ pub(crate) async fn remove(id: &str, owned: &Owned) -> Result<()> {
         _ => {}
     }
     remove_volumes(owned).await;
+    tracing::debug!(
+        id = short(id),
+        volumes = owned.volumes.len(),
+        elapsed_ms = ms(t0),
+        "container removed"
+    );
     Ok(())
 }
 
@@ -146,6 +156,7 @@ pub(crate) async fn remove_volumes(owned: &Owned) {
     for v in &owned.volumes {
         if let Err(e) = docker.remove_volume(v, None::<RemoveVolumeOptions>).await {
             if !matches!(status_of(&e), Some(404 | 409)) {
+                tracing::warn!(volume = %v, error = %e, "could not remove a volume");
                 let _ = writeln!(
                     std::io::stderr(),
                     "testdock: could not remove volume {v}: {e}"
@@ -160,6 +171,7 @@ pub(crate) fn remove_in_background(id: String, owned: Owned) {
     queue(async move {
         yield_to_starts().await;
         if let Err(e) = remove(&id, &owned).await {
+            tracing::warn!(id = short(&id), error = %e, "could not remove a dropped container");
             let _ = writeln!(
                 std::io::stderr(),
                 "testdock: could not remove container {id}: {e}"
@@ -265,7 +277,25 @@ fn at_exit() {
         return;
     }
     let deadline = Instant::now() + EXIT_WAIT;
+    let t0 = Instant::now();
+    let queued = Lazy::get(&PENDING).map_or(0, |(n, _)| *lock(n));
+    // Events go out from the engine's threads: this thread's thread-locals
+    // are gone by now, and a subscriber that uses them (tracing-subscriber's
+    // fmt does) panics.
+    queue(
+        async move { guarded(|| tracing::debug!(queued, "exit hook: waiting for queued removals")) },
+    );
     wait_pending(deadline);
+    let waited = ms(t0);
+    queue(async move {
+        guarded(|| {
+            tracing::debug!(
+                queued,
+                elapsed_ms = waited,
+                "exit hook: queued removals done"
+            )
+        })
+    });
     queue(async {
         crate::spare::discard().await;
         // A request lost on the way (a remote engine, a busy daemon) must
@@ -274,6 +304,7 @@ fn at_exit() {
             match finish_session(session_id()).await {
                 Ok(_) => break,
                 Err(e) if attempt == 3 => {
+                    guarded(|| tracing::warn!(error = %e, "exit hook: cleanup failed"));
                     let _ = writeln!(std::io::stderr(), "testdock: cleanup at exit failed: {e}");
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
@@ -287,6 +318,9 @@ fn at_exit() {
              (see `docker ps -a --filter label=testdock.managed`)"
         );
     }
+    let total = ms(t0);
+    queue(async move { guarded(|| tracing::debug!(elapsed_ms = total, "exit hook done")) });
+    wait_pending(deadline);
 }
 
 /// A resource testdock created, as listed by the engine.
@@ -446,6 +480,11 @@ pub(crate) async fn finish_session(session: &str) -> Result<usize> {
     let docker = client().await?;
     let found = list(docker, &format!("{LABEL_SESSION}={session}")).await?;
     let found: Vec<Found> = found.into_iter().filter(|f| !f.is_kept()).collect();
+    tracing::debug!(
+        session,
+        left = found.len(),
+        "session finished; removing what it left"
+    );
     if !keep(false) {
         return remove_all(docker, found).await;
     }

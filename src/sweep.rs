@@ -47,7 +47,45 @@ pub(crate) async fn sweep_on_engine() -> Result<usize> {
             })
         })
         .collect();
-    remove_all(docker, stale).await
+    let t0 = std::time::Instant::now();
+    for f in &stale {
+        tracing::debug!(
+            kind = ?f.kind,
+            id = crate::trace::short(&f.id),
+            name = %f.name,
+            reason = %stale_reason(&f.labels, now),
+            "sweep: removing"
+        );
+    }
+    let (found, removed) = (stale.len(), remove_all(docker, stale).await?);
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            found,
+            elapsed_ms = crate::trace::ms(t0),
+            "sweep removed stale resources"
+        );
+    } else {
+        tracing::debug!(
+            found,
+            elapsed_ms = crate::trace::ms(t0),
+            "sweep removed nothing"
+        );
+    }
+    Ok(removed)
+}
+
+/// Why the sweep judged a resource stale, for its event: `is_stale` said
+/// yes, so it expired or its owner is gone.
+fn stale_reason(labels: &HashMap<String, String>, now: u64) -> String {
+    let expires = labels
+        .get(LABEL_EXPIRES)
+        .and_then(|e| e.parse::<u64>().ok());
+    match (expires, labels.get(LABEL_PID)) {
+        (Some(e), _) if e <= now => format!("expired {} s ago", now - e),
+        (_, Some(pid)) => format!("its owner, pid {pid}, is gone"),
+        _ => "its owner is gone".into(),
+    }
 }
 
 /// The sweep's verdict on one resource. `start_of(pid)` is the start time
@@ -191,6 +229,18 @@ mod tests {
             Some("here"),
             &none
         ));
+    }
+
+    #[test]
+    fn the_sweep_says_why() {
+        assert_eq!(
+            stale_reason(&owner("42", "7", "999990"), NOW),
+            "expired 10 s ago"
+        );
+        assert_eq!(
+            stale_reason(&owner("42", "7", "2000000"), NOW),
+            "its owner, pid 42, is gone"
+        );
     }
 
     #[test]

@@ -238,6 +238,11 @@ pub(crate) async fn wait_ready(t: &Target<'_>, waits: &[WaitFor], timeout: Durat
     let started = Instant::now();
     let deadline = started + timeout;
     for w in waits {
+        // After a few seconds, say what is awaited: a slow start looks hung.
+        let (what, on) = (w.to_string(), t.name.to_string());
+        let _still = crate::progress::Ticker::start(move |_| {
+            crate::progress::still_waiting(&what, &on, started.elapsed(), timeout)
+        });
         // Every engine call of a wait stays under its deadline, a wedged
         // daemon's too: whatever a strategy awaits, the deadline ends it.
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -245,6 +250,13 @@ pub(crate) async fn wait_ready(t: &Target<'_>, waits: &[WaitFor], timeout: Durat
             .await
             .unwrap_or(Err(Stop::TimedOut));
         if let Err(stop) = step {
+            tracing::debug!(
+                id = crate::trace::short(t.id),
+                name = t.name,
+                strategy = %w,
+                elapsed_ms = crate::trace::ms(started),
+                "container not ready"
+            );
             let outcome = match stop {
                 Stop::TimedOut => "timed out".to_string(),
                 Stop::Failed(why) => why,
@@ -257,6 +269,13 @@ pub(crate) async fn wait_ready(t: &Target<'_>, waits: &[WaitFor], timeout: Durat
                 logs_tail: logs_tail(t.id).await,
             });
         }
+        tracing::debug!(
+            id = crate::trace::short(t.id),
+            name = t.name,
+            strategy = %w,
+            elapsed_ms = crate::trace::ms(started),
+            "container ready"
+        );
     }
     Ok(())
 }

@@ -47,6 +47,7 @@ pub(crate) fn start(endpoint: &str, tls: &Tls) {
         return;
     }
     if let Err(e) = spawn(endpoint, tls) {
+        tracing::warn!(error = %e, "could not start the watchdog");
         eprintln!(
             "testdock: could not start the watchdog ({e}); containers of this process are still \
              removed on a normal exit, but not if it is killed"
@@ -71,6 +72,7 @@ fn spawn(endpoint: &str, tls: &Tls) -> std::io::Result<()> {
         .spawn()?;
     let _ = PID.set(child.id());
     let _ = PIPE.set(writer);
+    tracing::debug!(pid = child.id(), session = session_id(), "watchdog started");
     Ok(())
 }
 
@@ -119,6 +121,9 @@ fn run(session: &str) {
     else {
         return;
     };
+    // Seen only by a subscriber in this process, which normally has none
+    // (the program's `main` never runs here): then a no-op.
+    tracing::debug!(session, "watchdog fired: its owner is gone");
     rt.block_on(async {
         // A create sent just before the owner died can land after the first
         // look: look again after a pause, until a later look finds nothing.

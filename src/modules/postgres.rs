@@ -403,6 +403,13 @@ async fn ready(c: &TestContainer, config: &Postgres) -> Result<(u32, u16, Sessio
             return Err(Error::InvalidSpec(format!("image {}: {why}", c.image())))
         }
     };
+    tracing::info!(
+        id = crate::trace::short(c.id()),
+        name = c.name(),
+        image = c.image(),
+        version,
+        "postgres server ready"
+    );
     Ok((version, c.host_port(PORT).await?, session))
 }
 

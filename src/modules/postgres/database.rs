@@ -100,6 +100,7 @@ impl Drop for TestDatabase {
             if let Err(e) = server.drop_database(&name).await {
                 // A server already removed took the database with it.
                 if !matches!(e, Error::Docker { .. }) {
+                    tracing::warn!(database = %name, error = %e, "could not drop a database");
                     eprintln!("testdock: could not drop database {name}: {e}");
                 }
             }

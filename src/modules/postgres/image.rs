@@ -200,13 +200,35 @@ pub(crate) async fn default_image() -> Result<String> {
     }
     match crate::ensure_image(OFFICIAL_IMAGE).await {
         Ok(()) => Ok(OFFICIAL_IMAGE.to_string()),
-        Err(official) => local_image()
-            .await
-            .map_err(|local| Error::ImageUnavailable {
-                image: format!("{OFFICIAL_IMAGE} | {REPOSITORY}"),
-                reason: format!("{official}; {local}"),
-            }),
+        Err(official) => {
+            if let Some((install, _)) = installed() {
+                crate::progress::say(without_registry(OFFICIAL_IMAGE, &install.major));
+            }
+            local_image()
+                .await
+                .map_err(|local| Error::ImageUnavailable {
+                    image: format!("{OFFICIAL_IMAGE} | {REPOSITORY}"),
+                    reason: format!("{official}; {local}"),
+                })
+        }
     }
+}
+
+/// Why the first run on a machine without a registry builds an image.
+fn without_registry(official: &str, major: &str) -> String {
+    format!(
+        "{official} cannot be pulled (no registry reachable?); using this machine's \
+         PostgreSQL {major} instead"
+    )
+}
+
+/// What a build of the local image says first: it takes a while, once.
+fn building_locally(reference: &str, install: &Path, major: &str) -> String {
+    format!(
+        "building {reference} from this machine's PostgreSQL {major} ({}): first time only, \
+         later runs reuse it",
+        install.display()
+    )
 }
 
 /// The install and the reference of its image, if PostgreSQL is installed.
@@ -238,6 +260,12 @@ async fn build() -> Result<String> {
     if present(&reference).await? {
         return Ok(reference);
     }
+    let t0 = std::time::Instant::now();
+    crate::progress::say(building_locally(&reference, &install.root, &install.major));
+    let r = reference.clone();
+    let _still = crate::progress::Ticker::start(move |waited| {
+        format!("still building {r} ({} s)", waited.as_secs())
+    });
     let docker = client().await?;
     let base = tokio::task::spawn_blocking(move || install.host_image())
         .await
@@ -259,6 +287,7 @@ async fn build() -> Result<String> {
     while let Some(info) = stream.next().await {
         let info = info.map_err(|e| Error::docker(op(), e))?;
         if let Some(s) = info.stream {
+            crate::progress::build_steps(&reference, &s);
             output.push_str(&s);
         }
         if let Some(detail) = info.error_detail {
@@ -272,6 +301,15 @@ async fn build() -> Result<String> {
             });
         }
     }
+    crate::progress::say(format!(
+        "built {reference} in {}",
+        crate::progress::secs(t0.elapsed())
+    ));
+    tracing::info!(
+        image = %reference,
+        elapsed_ms = crate::trace::ms(t0),
+        "postgres image built from the local install"
+    );
     Ok(reference)
 }
 
@@ -299,6 +337,29 @@ mod tests {
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    #[test]
+    fn a_first_run_without_registry_says_what_and_why() {
+        let why = without_registry("postgres:16-alpine", "15");
+        assert_eq!(
+            why,
+            "postgres:16-alpine cannot be pulled (no registry reachable?); using this \
+             machine's PostgreSQL 15 instead"
+        );
+        let what = building_locally(
+            "testdock/postgres:15-abc",
+            Path::new("/usr/lib/postgresql/15"),
+            "15",
+        );
+        assert!(
+            what.starts_with(
+                "building testdock/postgres:15-abc from this machine's PostgreSQL 15 \
+                 (/usr/lib/postgresql/15): first time only"
+            ),
+            "{what}"
+        );
+        assert!(what.ends_with("later runs reuse it"), "{what}");
     }
 
     #[test]

@@ -297,7 +297,15 @@ impl Inner {
             ident(&name),
             ident(&template)
         );
+        let t0 = Instant::now();
         this.sql(&sql).await?;
+        tracing::debug!(
+            database = %name,
+            template = %template,
+            server = this.container.name(),
+            elapsed_ms = crate::trace::ms(t0),
+            "database cloned"
+        );
         Ok(TestDatabase {
             url: this.url(&name),
             name,
@@ -397,8 +405,16 @@ impl Inner {
                 ident(name)
             ),
         ]);
+        let t0 = Instant::now();
         let out = self.psql_raw(&self.admin_db, args, None).await?;
         if out.is_success() {
+            tracing::info!(
+                template = name,
+                scripts = scripts.len(),
+                server = self.container.name(),
+                elapsed_ms = crate::trace::ms(t0),
+                "template built"
+            );
             return Ok(());
         }
         let _ = self.drop_database(name).await;
@@ -480,7 +496,21 @@ impl Inner {
     }
 
     pub(super) async fn drop_database(&self, name: &str) -> Result<()> {
-        // WITH (FORCE), PostgreSQL 13+, ends the sessions a test left open.
+        let t0 = Instant::now();
+        let dropped = self.drop_database_now(name).await;
+        if dropped.is_ok() {
+            tracing::debug!(
+                database = name,
+                server = self.container.name(),
+                elapsed_ms = crate::trace::ms(t0),
+                "database dropped"
+            );
+        }
+        dropped
+    }
+
+    /// WITH (FORCE), PostgreSQL 13+, ends the sessions a test left open.
+    async fn drop_database_now(&self, name: &str) -> Result<()> {
         if self.version >= 130_000 {
             let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(name));
             return self.sql(&sql).await.map(drop);
