@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Whole-run figures for one server per run: the 40 database tests of
+# tests/db_suite.rs under `cargo nextest run` and `cargo test`, with sharing
+# on (the default) and with TESTDOCK_SHARE=process, side by side; then the
+# edit-run loop with TESTDOCK_REUSE: one test run twice.
+#   bash examples/sharing.sh
+# Prints wall time and PostgreSQL servers started per way, and the ratios.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+unset CI TESTDOCK_REUSE TESTDOCK_SHARE TESTDOCK_RUN_ID NEXTEST_RUN_ID
+
+# Built first: the timings below are of running, not compiling.
+cargo test --test db_suite --no-run -q 2>/dev/null
+cargo nextest run --test db_suite --no-run >/dev/null 2>&1
+
+# PostgreSQL servers created since $1 (unix seconds), from the engine's events.
+servers_since() {
+  docker events --since "$1" --until "$(date +%s)" --filter event=create \
+    --filter label=testdock.managed --format '{{.Actor.Attributes.image}}' |
+    grep -c postgres || true
+}
+
+# Waits (30 s at most) until the run's resources are gone, so one way's
+# server never serves the next.
+settle() {
+  for _ in $(seq 1 150); do
+    [ "$(docker ps -aq --filter label=testdock.managed --filter label=testdock.run | wc -l)" -eq 0 ] && return
+    sleep 0.2
+  done
+}
+
+declare -A wall servers
+run_way() { # name, env assignments..., -- command...
+  local name=$1; shift
+  local envs=()
+  while [ "$1" != "--" ]; do envs+=("$1"); shift; done; shift
+  settle
+  local since t0 t1
+  since=$(date +%s); t0=$(date +%s.%N)
+  env "${envs[@]}" "$@" >/tmp/testdock-sharing-$$.log 2>&1 ||
+    { cat /tmp/testdock-sharing-$$.log; echo "sharing: $name failed"; exit 1; }
+  t1=$(date +%s.%N)
+  wall[$name]=$(python3 -c "print(f'{$t1 - $t0:.2f}')")
+  sleep 1 # the engine's event stream is read up to the current second
+  servers[$name]=$(servers_since "$since")
+}
+
+nextest=(cargo nextest run --test db_suite --run-ignored all --no-fail-fast)
+cargotest=(cargo test -q --test db_suite -- --include-ignored)
+run_way "nextest, shared"      X=1 -- "${nextest[@]}"
+run_way "nextest, per process" TESTDOCK_SHARE=process -- "${nextest[@]}"
+run_way "cargo test, shared"      X=1 -- "${cargotest[@]}"
+run_way "cargo test, per process" TESTDOCK_SHARE=process -- "${cargotest[@]}"
+one=(cargo nextest run --test db_suite --run-ignored all -E 'test(=db_01)')
+run_way "one test, cold"            X=1 -- "${one[@]}"
+run_way "one test, reuse (1st run)" TESTDOCK_REUSE=2m -- "${one[@]}"
+run_way "one test, reuse (rerun)"   TESTDOCK_REUSE=2m -- "${one[@]}"
+
+printf '%-28s %10s %8s\n' way "wall (s)" servers
+for k in "nextest, shared" "nextest, per process" "cargo test, shared" "cargo test, per process" \
+         "one test, cold" "one test, reuse (1st run)" "one test, reuse (rerun)"; do
+  printf '%-28s %10s %8s\n' "$k" "${wall[$k]}" "${servers[$k]}"
+done
+ratio() { python3 -c "print(f'{$1 / $2:.1f}x')"; }
+echo "nextest: shared is $(ratio "${wall[nextest, per process]}" "${wall[nextest, shared]}") faster than per process"
+echo "cargo test: shared is $(ratio "${wall[cargo test, per process]}" "${wall[cargo test, shared]}") faster than per process"
+echo "reuse: a warm rerun of one test is $(ratio "${wall[one test, cold]}" "${wall[one test, reuse (rerun)]}") faster than a cold one"
+# The reused server goes once idle; do not wait two minutes for it here:
+# remove what this script's reuse scope holds.
+docker ps -aq --filter label=testdock.managed --filter label=testdock.idle | xargs -r docker rm -f >/dev/null
+rm -f /tmp/testdock-sharing-$$.log
