@@ -115,7 +115,8 @@ pub(crate) async fn start_shared(spec: ContainerSpec) -> Result<TestContainer> {
 }
 
 /// How many times a caller goes round when the container it joined went
-/// away (its creator failed, or died before starting it).
+/// away (its creator failed, or died before starting it). A name taken by a
+/// create still in flight does not count.
 const ATTEMPTS: usize = 4;
 /// What a joiner allows the creator beyond the startup timeout: the image,
 /// the create and the start.
@@ -129,7 +130,9 @@ async fn start_in_run(spec: ContainerSpec, run: &'static Run) -> Result<TestCont
     // its watchdog cannot remove what we are about to join.
     run::ensure_watch(run, false).await;
     let mut why_again = String::new();
-    for _ in 0..ATTEMPTS {
+    let mut attempts = 0;
+    let in_flight_until = Instant::now() + CREATE_GRACE;
+    while attempts < ATTEMPTS {
         match create_as(&spec, false, false, Some(run)).await? {
             Created::New(c, _) => {
                 run::ensure_watch(run, true).await;
@@ -143,7 +146,19 @@ async fn start_in_run(spec: ContainerSpec, run: &'static Run) -> Result<TestCont
                     crate::reaper::register_shared(c.id(), c.name());
                     return Ok(c);
                 }
-                Joined::Gone(why) => why_again = why,
+                Joined::Gone(why) => {
+                    attempts += 1;
+                    why_again = why;
+                }
+                // A 404 right after our 409 is most often a create in
+                // flight: the engine reserves the name first.
+                Joined::NotFound if Instant::now() < in_flight_until => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Joined::NotFound => {
+                    attempts += 1;
+                    why_again = format!("{name} was removed");
+                }
             },
         }
     }
@@ -157,6 +172,8 @@ enum Joined {
     Ready(TestContainer),
     /// Removed, or taken over from a dead creator: try again.
     Gone(String),
+    /// Not there (yet): create it again.
+    NotFound,
 }
 
 /// Waits until the container another process created is running and
@@ -168,9 +185,10 @@ async fn join(spec: &ContainerSpec, name: &str) -> Result<Joined> {
     let (id, image) = loop {
         let info = match docker.inspect_container(name, None).await {
             Ok(info) => info,
-            Err(e) if status_of(&e) == Some(404) => {
-                return Ok(Joined::Gone(format!("{name} was removed")))
-            }
+            // Removed — or not yet inspectable: the engine reserves the
+            // name before the creator's create is done. Either way, ask
+            // to create it again.
+            Err(e) if status_of(&e) == Some(404) => return Ok(Joined::NotFound),
             Err(e) => return Err(Error::docker(format!("inspect container {name}"), e)),
         };
         let labels = info
