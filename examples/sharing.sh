@@ -10,15 +10,8 @@ cd "$(dirname "$0")/.."
 unset CI TESTDOCK_REUSE TESTDOCK_SHARE TESTDOCK_RUN_ID NEXTEST_RUN_ID
 
 # Built first: the timings below are of running, not compiling.
-cargo test --test db_suite --no-run -q 2>/dev/null
-cargo nextest run --test db_suite --no-run >/dev/null 2>&1
-
-# PostgreSQL servers created since $1 (unix seconds), from the engine's events.
-servers_since() {
-  docker events --since "$1" --until "$(date +%s)" --filter event=create \
-    --filter label=testdock.managed --format '{{.Actor.Attributes.image}}' |
-    grep -c postgres || true
-}
+cargo test --test db_suite --no-run -q
+cargo nextest run --test db_suite --no-run >/dev/null
 
 # Waits (30 s at most) until the run's resources are gone, so one way's
 # server never serves the next.
@@ -35,14 +28,15 @@ run_way() { # name, env assignments..., -- command...
   local envs=()
   while [ "$1" != "--" ]; do envs+=("$1"); shift; done; shift
   settle
-  local since t0 t1
-  since=$(date +%s); t0=$(date +%s.%N)
-  env "${envs[@]}" "$@" >/tmp/testdock-sharing-$$.log 2>&1 ||
+  local t0 t1 ids=/tmp/testdock-sharing-servers-$$
+  rm -f "$ids"; t0=$(date +%s.%N)
+  env TESTDOCK_BENCH_SERVERS="$ids" "${envs[@]}" "$@" >/tmp/testdock-sharing-$$.log 2>&1 ||
     { cat /tmp/testdock-sharing-$$.log; echo "sharing: $name failed"; exit 1; }
   t1=$(date +%s.%N)
   wall[$name]=$(python3 -c "print(f'{$t1 - $t0:.2f}')")
-  sleep 1 # the engine's event stream is read up to the current second
-  servers[$name]=$(servers_since "$since")
+  # Distinct servers the tests were given; a reused one was not started.
+  servers[$name]=$(sort -u "$ids" | wc -l)
+  rm -f "$ids"
 }
 
 nextest=(cargo nextest run --test db_suite --run-ignored all --no-fail-fast)
@@ -56,7 +50,7 @@ run_way "one test, cold"            X=1 -- "${one[@]}"
 run_way "one test, reuse (1st run)" TESTDOCK_REUSE=2m -- "${one[@]}"
 run_way "one test, reuse (rerun)"   TESTDOCK_REUSE=2m -- "${one[@]}"
 
-printf '%-28s %10s %8s\n' way "wall (s)" servers
+printf '%-28s %10s %8s\n' way "wall (s)" "servers used"
 for k in "nextest, shared" "nextest, per process" "cargo test, shared" "cargo test, per process" \
          "one test, cold" "one test, reuse (1st run)" "one test, reuse (rerun)"; do
   printf '%-28s %10s %8s\n' "$k" "${wall[$k]}" "${servers[$k]}"

@@ -30,6 +30,11 @@ use crate::trace::{guarded, ms, short};
 /// Removing 100 containers took ~8 s on the reference machine; 15 s covers
 /// a large suite without letting a wedged daemon hang the exit forever.
 const EXIT_WAIT: Duration = Duration::from_secs(15);
+/// The final session cleanup's own bound, after the queue's: a queue that
+/// used all of `EXIT_WAIT` must not leave statics and spares unremoved.
+const FINAL_WAIT: Duration = Duration::from_secs(10);
+/// After this long the exit hook says what it is waiting for.
+const SAY_AFTER: Duration = Duration::from_secs(2);
 
 /// Appended to the name of a container kept for inspection. Names are the
 /// one thing Docker lets us change after creation, and the watchdog and the
@@ -56,7 +61,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Called before each create, so the exit hook knows to look.
 pub(crate) fn note_created() {
     CREATED.store(true, Ordering::Relaxed);
+    let _ = OWNER.compare_exchange(0, std::process::id(), Ordering::Relaxed, Ordering::Relaxed);
 }
+
+/// The process whose session this is. A child forked from it inherits the
+/// statics but not the engine's threads, and must not finish its parent's
+/// session: the exit hook does nothing there.
+static OWNER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// Whether a guard dropped now keeps its container, per `TESTDOCK_KEEP`
 /// (`on-failure`: when the thread is panicking; `always`; default never).
@@ -273,7 +284,10 @@ fn wait_pending(deadline: Instant) -> bool {
 /// created nothing — the watchdog among them.
 #[dtor::dtor(unsafe)]
 fn at_exit() {
-    if !CREATED.load(Ordering::Relaxed) || runtime_if_started().is_none() {
+    if !CREATED.load(Ordering::Relaxed)
+        || runtime_if_started().is_none()
+        || OWNER.load(Ordering::Relaxed) != std::process::id()
+    {
         return;
     }
     let deadline = Instant::now() + EXIT_WAIT;
@@ -285,8 +299,18 @@ fn at_exit() {
     queue(
         async move { guarded(|| tracing::debug!(queued, "exit hook: waiting for queued removals")) },
     );
-    wait_pending(deadline);
+    if !wait_pending(deadline.min(Instant::now() + SAY_AFTER)) {
+        let left = Lazy::get(&PENDING).map_or(0, |(n, _)| *lock(n));
+        // A raw write: libtest's capture is over, and it must not panic.
+        let _ = writeln!(
+            std::io::stderr(),
+            "testdock: at exit, waiting for {left} queued cleanup step(s) (container removals, \
+             database drops) — at most {EXIT_WAIT:?}"
+        );
+        wait_pending(deadline);
+    }
     let waited = ms(t0);
+    let deadline = Instant::now() + FINAL_WAIT;
     queue(async move {
         guarded(|| {
             tracing::debug!(
@@ -314,7 +338,7 @@ fn at_exit() {
     if !wait_pending(deadline) {
         let _ = writeln!(
             std::io::stderr(),
-            "testdock: gave up waiting for cleanup after {EXIT_WAIT:?}; the watchdog will finish it \
+            "testdock: gave up waiting for the final cleanup after {FINAL_WAIT:?}; the watchdog will finish it \
              (see `docker ps -a --filter label=testdock.managed`)"
         );
     }

@@ -87,6 +87,38 @@ pub(crate) fn pid_namespace() -> Option<&'static str> {
     NS.as_deref()
 }
 
+/// What can be told of a process from here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// Running, started at these clock ticks since boot.
+    Alive(u64),
+    /// No such process.
+    Gone,
+    /// Neither: its `/proc` entry cannot be read (`hidepid`, another
+    /// user's), so it may well be alive.
+    Unknown,
+}
+
+/// Whether `pid` lives. Only "no such process" from the kernel counts as
+/// gone: under `/proc` mounted `hidepid=1|2` another user's live process
+/// has no readable entry, and it must not read as dead.
+pub(crate) fn liveness(pid: u32) -> Liveness {
+    if let Some(start) = process_start_ticks(pid) {
+        return Liveness::Alive(start);
+    }
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return Liveness::Gone;
+    };
+    // Signal 0 checks existence and permission; it sends nothing.
+    if unsafe { libc::kill(pid, 0) } == 0 {
+        return Liveness::Unknown;
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::ESRCH) => Liveness::Gone,
+        _ => Liveness::Unknown,
+    }
+}
+
 /// Field 22 of `/proc/<pid>/stat`: the start time in clock ticks since boot.
 pub(crate) fn process_start_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -123,5 +155,13 @@ mod tests {
         // pid 1 started before this test process.
         assert!(process_start_ticks(1).unwrap() <= me);
         assert_eq!(process_start_ticks(u32::MAX), None);
+    }
+
+    #[test]
+    fn only_no_such_process_is_gone() {
+        let me = process_start_ticks(std::process::id()).unwrap();
+        assert_eq!(liveness(std::process::id()), Liveness::Alive(me));
+        // pid_max is at most 2^22: this one cannot exist.
+        assert_eq!(liveness(4_194_304 + 7), Liveness::Gone);
     }
 }

@@ -8,7 +8,7 @@ use crate::engine::{client, on_engine};
 use crate::error::Result;
 use crate::reaper::{list, remove_all, Found};
 use crate::session::{
-    pid_namespace, process_start_ticks, session_id, LABEL_EXPIRES, LABEL_MANAGED, LABEL_PID,
+    liveness, pid_namespace, session_id, Liveness, LABEL_EXPIRES, LABEL_MANAGED, LABEL_PID,
     LABEL_PID_NS, LABEL_PID_START, LABEL_SESSION,
 };
 
@@ -41,9 +41,7 @@ pub(crate) async fn sweep_on_engine() -> Result<usize> {
         .into_iter()
         .filter(|f| {
             crate::run::idle_verdict(&f.labels, f.is_kept()).unwrap_or_else(|| {
-                is_stale(&f.labels, f.is_kept(), now, pid_namespace(), &|pid| {
-                    process_start_ticks(pid)
-                })
+                is_stale(&f.labels, f.is_kept(), now, pid_namespace(), &liveness)
             })
         })
         .collect();
@@ -88,47 +86,44 @@ fn stale_reason(labels: &HashMap<String, String>, now: u64) -> String {
     }
 }
 
-/// The sweep's verdict on one resource. `start_of(pid)` is the start time
-/// of a live process with that pid, `None` if there is none.
+/// The sweep's verdict on one resource. `liveness(pid)` tells whether the
+/// owner lives. An owner confirmed alive wins over expiry — expiry is
+/// wall-clock, written on the creator's clock and read on ours, and a
+/// run-wide server is meant to outlive it — so expiry judges only owners
+/// whose liveness cannot be told: another pid namespace, no pid labels, an
+/// unreadable `/proc` entry, and kept containers.
 fn is_stale(
     labels: &HashMap<String, String>,
     kept: bool,
     now: u64,
     this_pid_ns: Option<&str>,
-    start_of: &dyn Fn(u32) -> Option<u64>,
+    liveness: &dyn Fn(u32) -> Liveness,
 ) -> bool {
     if labels.get(LABEL_SESSION).map(String::as_str) == Some(session_id()) {
         return false;
     }
-    let expired = labels
-        .get(LABEL_EXPIRES)
-        .and_then(|e| e.parse::<u64>().ok())
-        .is_some_and(|e| e <= now);
-    if expired {
-        return true;
-    }
     // A pid means something only in the pid namespace (and boot) it was
     // read in: two CI jobs in containers on one daemon share a hostname but
-    // not their pids. Elsewhere, wait for expiry.
+    // not their pids.
     let same_ns =
         this_pid_ns.is_some() && labels.get(LABEL_PID_NS).map(String::as_str) == this_pid_ns;
-    if kept || !same_ns {
-        return false;
-    }
-    let Some(pid) = labels.get(LABEL_PID).and_then(|p| p.parse().ok()) else {
-        return false;
-    };
-    match (
-        start_of(pid),
-        labels
+    let pid = labels.get(LABEL_PID).and_then(|p| p.parse().ok());
+    if let (false, true, Some(pid)) = (kept, same_ns, pid) {
+        let owner_start = labels
             .get(LABEL_PID_START)
-            .and_then(|s| s.parse::<u64>().ok()),
-    ) {
-        (None, _) => true,
-        // The pid was reused by a later process: the owner is gone.
-        (Some(now_start), Some(owner_start)) => now_start != owner_start,
-        (Some(_), None) => false,
+            .and_then(|s| s.parse::<u64>().ok());
+        match (liveness(pid), owner_start) {
+            (Liveness::Gone, _) => return true,
+            // The pid was reused by a later process: the owner is gone.
+            (Liveness::Alive(now_start), Some(start)) if now_start != start => return true,
+            (Liveness::Alive(_), _) => return false,
+            (Liveness::Unknown, _) => {}
+        }
     }
+    labels
+        .get(LABEL_EXPIRES)
+        .and_then(|e| e.parse::<u64>().ok())
+        .is_some_and(|e| e <= now)
 }
 
 #[cfg(test)]
@@ -156,7 +151,7 @@ mod tests {
 
     #[test]
     fn dead_owner_on_this_host_is_stale() {
-        let none = |_| None;
+        let none = |_| Liveness::Gone;
         assert!(is_stale(
             &owner("42", "7", "2000000"),
             false,
@@ -167,8 +162,8 @@ mod tests {
     }
 
     #[test]
-    fn live_owner_is_never_stale_until_expiry() {
-        let alive = |_| Some(7);
+    fn a_live_owner_wins_over_expiry() {
+        let alive = |_| Liveness::Alive(7);
         assert!(!is_stale(
             &owner("42", "7", "2000000"),
             false,
@@ -176,7 +171,8 @@ mod tests {
             Some("here"),
             &alive
         ));
-        assert!(is_stale(
+        // Expired on the creator's clock, but its owner is alive.
+        assert!(!is_stale(
             &owner("42", "7", "999999"),
             false,
             NOW,
@@ -186,8 +182,27 @@ mod tests {
     }
 
     #[test]
+    fn an_owner_that_cannot_be_judged_waits_for_expiry() {
+        let unknown = |_| Liveness::Unknown;
+        assert!(!is_stale(
+            &owner("42", "7", "2000000"),
+            false,
+            NOW,
+            Some("here"),
+            &unknown
+        ));
+        assert!(is_stale(
+            &owner("42", "7", "999999"),
+            false,
+            NOW,
+            Some("here"),
+            &unknown
+        ));
+    }
+
+    #[test]
     fn reused_pid_means_the_owner_is_gone() {
-        let reused = |_| Some(8);
+        let reused = |_| Liveness::Alive(8);
         assert!(is_stale(
             &owner("42", "7", "2000000"),
             false,
@@ -199,7 +214,7 @@ mod tests {
 
     #[test]
     fn other_pid_namespaces_and_kept_containers_wait_for_expiry() {
-        let none = |_| None;
+        let none = |_| Liveness::Gone;
         // No namespace of our own to compare with: never judged by pid.
         assert!(!is_stale(
             &owner("42", "7", "2000000"),
@@ -247,6 +262,6 @@ mod tests {
     fn own_session_is_never_swept() {
         let mut l = owner("42", "7", "1");
         l.insert(LABEL_SESSION.into(), session_id().into());
-        assert!(!is_stale(&l, false, NOW, Some("here"), &|_| None));
+        assert!(!is_stale(&l, false, NOW, Some("here"), &|_| Liveness::Gone));
     }
 }

@@ -11,8 +11,10 @@
 //! any engine.
 
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use once_cell::sync::OnceCell;
@@ -71,9 +73,22 @@ fn spawn(endpoint: &str, tls: &Tls) -> std::io::Result<()> {
         .process_group(0)
         .spawn()?;
     let _ = PID.set(child.id());
+    PIPE_FD.store(writer.as_raw_fd(), Ordering::Relaxed);
     let _ = PIPE.set(writer);
+    // A forked child must not hold the write end: while it lived, our
+    // death would not close the pipe and the watchdog would not fire.
+    unsafe { libc::pthread_atfork(None, None, Some(close_pipe_in_child)) };
     tracing::debug!(pid = child.id(), session = session_id(), "watchdog started");
     Ok(())
+}
+
+static PIPE_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn close_pipe_in_child() {
+    let fd = PIPE_FD.swap(-1, Ordering::Relaxed);
+    if fd >= 0 {
+        unsafe { libc::close(fd) };
+    }
 }
 
 /// This binary re-executed to clean up, talking to the engine at

@@ -9,6 +9,17 @@ static PG: SharedPostgres = SharedPostgres::new(|| Postgres::new().migrations_di
 
 async fn a_test(n: i64) {
     let db = PG.fresh_database().await.unwrap();
+    // examples/sharing.sh counts the servers the tests were given.
+    if let Some(log) = std::env::var_os("TESTDOCK_BENCH_SERVERS") {
+        use std::io::Write as _;
+        let id = PG.server().await.unwrap().container().id().to_string();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        writeln!(f, "{id}").unwrap();
+    }
     let (client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
         .await
         .unwrap();

@@ -55,6 +55,31 @@ async fn probe() {
     shared.exec_ok(["true"]).await.unwrap();
     let watchdog = wait_for_watchdog().await;
     println!("READY {} {watchdog} {}", testdock::session_id(), c.id());
+    if mode == "fork" || mode == "fork-exit" {
+        // A forked child inherits the session's statics and the watchdog
+        // pipe, but none of the engine's threads.
+        let t0 = Instant::now();
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            if mode == "fork" {
+                unsafe { libc::sleep(120) };
+            }
+            // Runs the exit hooks, testdock's among them.
+            unsafe { libc::exit(0) };
+        }
+        if mode == "fork-exit" {
+            let mut status = 0;
+            unsafe { libc::waitpid(child, &mut status, 0) };
+            let took = t0.elapsed();
+            // The parent's session is intact.
+            c.exec_ok(["true"]).await.unwrap();
+            shared.exec_ok(["true"]).await.unwrap();
+            println!("CHILD {child} {}", took.as_millis());
+        } else {
+            println!("CHILD {child} -");
+        }
+        std::future::pending::<()>().await;
+    }
     // A probe that ends by itself waits until the parent has counted what
     // it owns (stdin closes): a fast engine would remove it all first. Run
     // alone, it has no parent, and its stdin may be a terminal.
@@ -100,6 +125,8 @@ struct Probe {
     watchdog: u32,
     container: String,
     stderr: mpsc::Receiver<String>,
+    /// Later lines: `CHILD <pid> <ms>` from the fork modes.
+    lines: mpsc::Receiver<String>,
 }
 
 impl Probe {
@@ -138,6 +165,8 @@ fn spawn_probe(mode: &str, env: &[(&str, &str)]) -> Probe {
             // libtest may have printed "test probe ... " on the same line.
             if let Some((_, rest)) = line.split_once("READY ") {
                 let _ = tx.send(rest.to_string());
+            } else if let Some((_, rest)) = line.split_once("CHILD ") {
+                let _ = tx.send(format!("CHILD {rest}"));
             }
         }
     });
@@ -164,6 +193,7 @@ fn spawn_probe(mode: &str, env: &[(&str, &str)]) -> Probe {
         watchdog: parts[1].parse().unwrap(),
         container: parts[2].to_string(),
         stderr: erx,
+        lines: rx,
     }
 }
 
@@ -339,6 +369,30 @@ async fn sigkill_mid_start_leaves_nothing() {
 
 #[tokio::test]
 #[ignore = "requires Docker"]
+async fn a_forked_child_neither_finishes_nor_holds_its_parents_session() {
+    // A child that exits at once does not wait in the exit hook, and
+    // removes nothing of its parent's.
+    let p = spawn_probe("fork-exit", &[]);
+    let line = p.lines.recv_timeout(Duration::from_secs(60)).unwrap();
+    let ms: u64 = line.split(' ').nth(2).unwrap().parse().unwrap();
+    assert!(ms < 5_000, "the forked child took {ms} ms to exit");
+    assert!(owned_by(&p.session).await >= 2, "the child removed the parent's containers");
+    drop(p);
+
+    // A child alive when its parent is killed does not keep the parent's
+    // watchdog from firing.
+    let p = spawn_probe("fork", &[]);
+    let line = p.lines.recv_timeout(Duration::from_secs(60)).unwrap();
+    let child: i32 = line.split(' ').nth(1).unwrap().parse().unwrap();
+    let killed = Instant::now();
+    signal(p.child.id() as i32, libc::SIGKILL);
+    gone_within_10s(&p.session, killed, "SIGKILL with a forked child alive").await;
+    assert!(process_alive(child as u32), "the child outlived its parent");
+    signal(child, libc::SIGKILL);
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
 async fn killing_one_session_leaves_the_others_alone() {
     let mine = sleeper().start().await.unwrap();
     let mut a = spawn_probe("wait", &[]);
@@ -491,6 +545,17 @@ async fn keep_always_keeps_everything() {
 
 /// A container labelled as if another session made it.
 async fn foreign(session: &str, pid: u32, pidstart: Option<u64>, expires: u64) -> String {
+    foreign_in(None, session, pid, pidstart, expires).await
+}
+
+/// As `foreign`, made in pid namespace `ns` (ours when `None`).
+async fn foreign_in(
+    ns: Option<&str>,
+    session: &str,
+    pid: u32,
+    pidstart: Option<u64>,
+    expires: u64,
+) -> String {
     let image = testdock::HostImage::shell().build().await.unwrap();
     let mut labels = HashMap::from([
         ("testdock.managed".to_string(), "true".to_string()),
@@ -510,11 +575,15 @@ async fn foreign(session: &str, pid: u32, pidstart: Option<u64>, expires: u64) -
     }
     // The same pid namespace as ours: the sweep judges owners by pid only
     // there.
+    let ns_override = ns;
     let ns = std::fs::read_link("/proc/self/ns/pid").unwrap();
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
     labels.insert(
         testdock::LABEL_PID_NS.to_string(),
-        format!("{}@{}", ns.display(), boot.trim()),
+        ns_override.map_or_else(
+            || format!("{}@{}", ns.display(), boot.trim()),
+            str::to_string,
+        ),
     );
     let body = ContainerCreateBody {
         image: Some(image),
@@ -552,18 +621,27 @@ async fn the_next_session_sweeps_dead_and_expired_owners_but_never_a_live_one() 
     let me = std::process::id();
     let dead = foreign(&unique("dead"), dead_pid, Some(1), far).await;
     let reused = foreign(&unique("reused"), me, Some(start_ticks(me) + 1), far).await;
-    let expired = foreign(&unique("expired"), me, Some(start_ticks(me)), 1).await;
+    // Expired by its label, but its owner (this process) is alive: the
+    // owner wins — a clock step or a long-lived run-wide server must not
+    // make other processes remove live containers.
+    let expired_live = foreign(&unique("expired"), me, Some(start_ticks(me)), 1).await;
+    // Expiry is for owners that cannot be judged: another pid namespace.
+    let expired_elsewhere =
+        foreign_in(Some("pid:[1]@elsewhere"), &unique("expired"), me, None, 1).await;
     let live = foreign(&unique("live"), me, Some(start_ticks(me)), far).await;
 
     // A new session sweeps by itself when it starts.
     let mut p = spawn_probe("", &[]);
-    for id in [&dead, &reused, &expired] {
+    for id in [&dead, &reused, &expired_elsewhere] {
         common::assert_gone(id).await;
     }
-    assert!(
-        common::exists(&live).await,
-        "a live owner's container was swept"
-    );
+    for id in [&live, &expired_live] {
+        assert!(
+            common::exists(id).await,
+            "a live owner's container was swept"
+        );
+    }
+    remove(&expired_live).await;
     p.go();
     p.child.wait().unwrap();
 
