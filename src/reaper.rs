@@ -107,10 +107,7 @@ pub(crate) fn keep_in_background(id: String, name: String) {
     ));
     queue(async move {
         let Ok(docker) = client().await else { return };
-        let opts = RenameContainerOptionsBuilder::new()
-            .name(&format!("{name}{KEPT_SUFFIX}"))
-            .build();
-        if let Err(e) = docker.rename_container(&id, opts).await {
+        if let Err(e) = mark_kept(docker, &id, &name).await {
             tracing::warn!(name = %name, error = %e, "could not mark a kept container");
             let _ = writeln!(
                 std::io::stderr(),
@@ -119,10 +116,6 @@ pub(crate) fn keep_in_background(id: String, name: String) {
         }
     });
 }
-
-/// Notes a shared container (a static's, never dropped), for
-/// keep-on-failure at exit.
-pub(crate) fn register_shared(_id: &str, _name: &str) {}
 
 /// Removes a container (forced, with its anonymous volumes) and the named
 /// volumes it owns. Already gone counts as done.
@@ -299,6 +292,7 @@ fn at_exit() {
     queue(
         async move { guarded(|| tracing::debug!(queued, "exit hook: waiting for queued removals")) },
     );
+    keep_shared_if_a_test_failed();
     if !wait_pending(deadline.min(Instant::now() + SAY_AFTER)) {
         let left = Lazy::get(&PENDING).map_or(0, |(n, _)| *lock(n));
         // A raw write: libtest's capture is over, and it must not panic.
@@ -372,7 +366,7 @@ pub(crate) enum Kind {
 
 impl Found {
     pub(crate) fn is_kept(&self) -> bool {
-        self.kind == Kind::Container && self.name.ends_with(KEPT_SUFFIX)
+        self.kind == Kind::Container && has_kept_mark(&self.name)
     }
 }
 
@@ -524,14 +518,84 @@ pub(crate) async fn finish_session(session: &str) -> Result<usize> {
         }
     };
     for f in found.iter().filter(|f| f.kind == Kind::Container) {
-        let opts = RenameContainerOptionsBuilder::new()
-            .name(&format!("{}{KEPT_SUFFIX}", f.name))
-            .build();
-        if docker.rename_container(&f.id, opts).await.is_ok() {
+        if mark_kept(docker, &f.id, &f.name).await.is_ok() {
             marked += 1;
         }
     }
     Ok(marked)
+}
+
+/// Renames a container `<name>.kept` — or `<name>.kept.2`, `.3`… when an
+/// earlier run's kept container of the same fixed name holds that name.
+async fn mark_kept(
+    docker: &bollard::Docker,
+    id: &str,
+    name: &str,
+) -> std::result::Result<(), bollard::errors::Error> {
+    let mut n = 1;
+    loop {
+        let kept = match n {
+            1 => format!("{name}{KEPT_SUFFIX}"),
+            n => format!("{name}{KEPT_SUFFIX}.{n}"),
+        };
+        let opts = RenameContainerOptionsBuilder::new().name(&kept).build();
+        match docker.rename_container(id, opts).await {
+            Err(e) if status_of(&e) == Some(409) && n < 100 => n += 1,
+            other => return other,
+        }
+    }
+}
+
+/// Whether a container name carries the kept mark (`.kept`, `.kept.N`).
+fn has_kept_mark(name: &str) -> bool {
+    match name.rsplit_once(KEPT_SUFFIX) {
+        Some((_, "")) => true,
+        Some((_, rest)) => rest
+            .strip_prefix('.')
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
+        None => false,
+    }
+}
+
+/// Shared containers (statics, never dropped) of this process.
+static SHARED: Lazy<Mutex<Vec<(String, String)>>> = Lazy::new(Default::default);
+/// Whether a test of this process panicked (known with
+/// `TESTDOCK_KEEP=on-failure` only).
+static A_TEST_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// Notes a shared container, so that with `TESTDOCK_KEEP=on-failure` it is
+/// kept at exit when a test of the process failed. A static is never
+/// dropped, so no `Drop` sees the failure: a panic hook, chained before
+/// the one in place, notes any panic on a thread that is not testdock's
+/// (libtest catches a failing test's panic after its hook ran).
+pub(crate) fn register_shared(id: &str, name: &str) {
+    lock(&SHARED).push((id.to_string(), name.to_string()));
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    if std::env::var("TESTDOCK_KEEP").as_deref() == Ok("on-failure") {
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                let ours = std::thread::current()
+                    .name()
+                    .is_some_and(|n| n.starts_with("testdock-"));
+                if !ours {
+                    A_TEST_FAILED.store(true, Ordering::Relaxed);
+                }
+                previous(info);
+            }));
+        });
+    }
+}
+
+/// At exit: keeps the shared containers if a test failed and
+/// `TESTDOCK_KEEP=on-failure` asks for it.
+fn keep_shared_if_a_test_failed() {
+    if !(A_TEST_FAILED.load(Ordering::Relaxed) && keep(true)) {
+        return;
+    }
+    for (id, name) in lock(&SHARED).drain(..) {
+        keep_in_background(id, name);
+    }
 }
 
 #[cfg(test)]
@@ -557,6 +621,9 @@ mod tests {
             never_started: false,
         };
         assert!(f(Kind::Container, "testdock-abc.kept").is_kept());
+        assert!(f(Kind::Container, "db.kept.2").is_kept());
+        assert!(!f(Kind::Container, "db.kept.x").is_kept());
+        assert!(!f(Kind::Container, "db.kept.").is_kept());
         assert!(!f(Kind::Container, "testdock-abc").is_kept());
         assert!(!f(Kind::Volume, "v.kept").is_kept());
     }

@@ -44,6 +44,23 @@ async fn probe() {
         let _all = futures_util::future::join_all(starts).await;
         std::future::pending::<()>().await;
     }
+    if mode == "fixed" {
+        let name = std::env::var("PROBE_NAME").unwrap();
+        let c = sleeper().name(name).start().await.unwrap();
+        println!(
+            "READY {} {} {}",
+            testdock::session_id(),
+            wait_for_watchdog().await,
+            c.id()
+        );
+        tokio::task::spawn_blocking(|| {
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        panic!("the probe fails while holding a fixed-name container");
+    }
     let shared = SHARED.get().await.unwrap();
     let c = ContainerSpec::new(shell())
         .cmd(["sh", "-c", "echo probe-log-line; exec sleep infinity"])
@@ -376,7 +393,10 @@ async fn a_forked_child_neither_finishes_nor_holds_its_parents_session() {
     let line = p.lines.recv_timeout(Duration::from_secs(60)).unwrap();
     let ms: u64 = line.split(' ').nth(2).unwrap().parse().unwrap();
     assert!(ms < 5_000, "the forked child took {ms} ms to exit");
-    assert!(owned_by(&p.session).await >= 2, "the child removed the parent's containers");
+    assert!(
+        owned_by(&p.session).await >= 2,
+        "the child removed the parent's containers"
+    );
     drop(p);
 
     // A child alive when its parent is killed does not keep the parent's
@@ -478,11 +498,15 @@ async fn keep_on_failure_keeps_the_failed_tests_container_and_says_how_to_get_in
     .await;
     let stderr: Vec<String> = p.stderr.try_iter().collect();
     let left = kept_containers(&p.session).await;
-    // The guard dropped by the panic is kept; the shared one is not.
-    assert_eq!(left.len(), 1, "{left:?}");
-    let (id, name) = &left[0];
-    assert_eq!(id, &p.container);
-    assert!(name.ends_with(".kept"), "{name}");
+    // The guard dropped by the panic is kept, and so is the shared one (a
+    // static, never dropped): a test of the process failed.
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(
+        left.iter().all(|(_, name)| name.ends_with(".kept")),
+        "{left:?}"
+    );
+    let (id, _) = left.iter().find(|(id, _)| *id == p.container).unwrap();
+    let shared = left.iter().find(|(i, _)| i != id).unwrap().0.clone();
     let short = &id[..12];
     assert!(
         stderr
@@ -496,7 +520,41 @@ async fn keep_on_failure_keeps_the_failed_tests_container_and_says_how_to_get_in
     testdock::sweep().await.unwrap();
     assert!(common::exists(id).await);
     remove(id).await;
+    remove(&shared).await;
+    // The kept container's volume stayed with it; its owner is dead, so
+    // the sweep takes it now.
+    testdock::sweep().await.unwrap();
     gone_within_10s(&p.session, Instant::now(), "kept container removed by hand").await;
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn a_fixed_name_failing_again_in_a_later_run_is_kept_again() {
+    let name = unique("fixed");
+    let mut kept = Vec::new();
+    for _ in 0..2 {
+        let mut p = spawn_probe(
+            "fixed",
+            &[("TESTDOCK_KEEP", "on-failure"), ("PROBE_NAME", &name)],
+        );
+        p.go();
+        p.child.wait().unwrap();
+        eventually(Duration::from_secs(10), "watchdog exited", || {
+            std::future::ready(!process_alive(p.watchdog))
+        })
+        .await;
+        kept.extend(kept_containers(&p.session).await);
+    }
+    let mut names: Vec<&str> = kept.iter().map(|(_, n)| n.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [format!("{name}.kept"), format!("{name}.kept.2")],
+        "{kept:?}"
+    );
+    for (id, _) in &kept {
+        remove(id).await;
+    }
 }
 
 #[tokio::test]
