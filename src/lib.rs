@@ -32,7 +32,10 @@
 //! - `reaper.rs`: queued removals, the exit hook, keep-on-failure.
 //! - `watchdog.rs`: the process that cleans up after a killed one.
 //! - [`sweep`] (`sweep.rs`): removes what dead sessions left.
-//! - [`SharedContainer`] (`shared.rs`): one container per process.
+//! - [`SharedContainer`] (`shared.rs`): one container per test run, shared
+//!   across its processes (created by one, joined by the others).
+//! - `run.rs`: what the run is (nextest, cargo, by hand, reuse), its labels
+//!   and the watchdog that removes its resources when it ends.
 //! - [`postgres`] (`modules/postgres.rs`): a shared PostgreSQL server and a
 //!   fresh database per test, cloned from a template of the migrations.
 //!
@@ -82,6 +85,7 @@ pub use image::{ensure_image, Image, PullPolicy, LABEL_IMAGE};
 pub use logs::{LogLine, LogSource, LogStream};
 pub use modules::postgres;
 pub use network::TestNetwork;
+pub use run::{LABEL_IDLE, LABEL_RUN};
 pub use session::{
     session_id, LABEL_EXPIRES, LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_PID_NS, LABEL_PID_START,
     LABEL_SESSION,

@@ -1,4 +1,4 @@
-//! PostgreSQL for tests: one server per test binary, migrations applied once
+//! PostgreSQL for tests: one server per test run, migrations applied once
 //! into a template database, and a fresh database per test cloned from it
 //! in milliseconds.
 //!

@@ -1,4 +1,4 @@
-//! `SharedPostgres`: one server per process, a database per test.
+//! `SharedPostgres`: one server per test run, a database per test.
 
 use std::future::Future;
 
@@ -8,13 +8,15 @@ use super::{Inner, Origin, Postgres, PostgresServer, TestDatabase};
 use crate::engine::on_engine;
 use crate::Result;
 
-/// One PostgreSQL server per process, started on first use and shared by
-/// every test in the binary; each test takes its own database from it.
+/// One PostgreSQL server per test run, started on first use and shared by
+/// every test of every process of the run (`cargo nextest run`, or all the
+/// test binaries of one `cargo test`); each test takes its own database
+/// from it, and each template is made once for the run.
 ///
-/// Put it in a `static`. It is removed at process exit by testdock's exit
-/// hook, or by the watchdog if the process is killed. Under `cargo nextest`
-/// each test is its own process and starts its own server (about half a
-/// second with the local image).
+/// Put it in a `static`. It is removed when the run ends, however it ends;
+/// with no runner (or `TESTDOCK_SHARE=process`) it is the process's and
+/// goes at its exit. See [`SharedContainer`](crate::SharedContainer) and
+/// the README's "Sharing".
 ///
 /// If the start fails, that caller gets the error and the next caller tries
 /// again.
