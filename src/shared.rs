@@ -138,6 +138,7 @@ async fn start_in_run(spec: ContainerSpec, run: &'static Run) -> Result<TestCont
                 run::ensure_watch(run, true).await;
                 let mut c = boot(c, &spec).await?;
                 c.disarm();
+                mark_ready(run, c.name(), c.id()).await;
                 crate::reaper::register_shared(c.id(), c.name());
                 return Ok(c);
             }
@@ -244,7 +245,7 @@ async fn join(spec: &ContainerSpec, name: &str) -> Result<Joined> {
     };
     let c = TestContainer::joined(id.clone(), name.to_string(), image, spec.clone());
     let waits = &spec.waits;
-    if !waits.is_empty() {
+    if !waits.is_empty() && !marked_ready(name, &id).await {
         let left = deadline.saturating_duration_since(Instant::now());
         if let Err(e) = crate::wait::wait_ready(&c.target(), waits, left).await {
             if !crate::container::exists(&id).await {
@@ -254,4 +255,32 @@ async fn join(spec: &ContainerSpec, name: &str) -> Result<Joined> {
         }
     }
     Ok(Joined::Ready(c))
+}
+
+/// The creator's word that the run's container passed its readiness
+/// checks: a volume named after it, labelled as the run's (so it goes with
+/// the run). A joiner that finds it skips the checks — one exec fewer per
+/// test process under nextest.
+/// Named after the container's id too: a container of the same name made
+/// later (the first one kept for a failing test) is not yet ready.
+fn ready_mark(name: &str, id: &str) -> String {
+    format!("{name}.ready.{}", &id[..id.len().min(12)])
+}
+
+async fn mark_ready(run: &Run, name: &str, id: &str) {
+    let Ok(docker) = client().await else { return };
+    let req = bollard::models::VolumeCreateRequest {
+        name: Some(ready_mark(name, id)),
+        labels: Some(run::labels(run)),
+        ..Default::default()
+    };
+    // Best effort: without it, joiners run the checks themselves.
+    let _ = docker.create_volume(req).await;
+}
+
+async fn marked_ready(name: &str, id: &str) -> bool {
+    match client().await {
+        Ok(docker) => docker.inspect_volume(&ready_mark(name, id)).await.is_ok(),
+        Err(_) => false,
+    }
 }
