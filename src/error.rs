@@ -118,6 +118,27 @@ pub enum Error {
         output: Box<ExecOutput>,
     },
 
+    /// An interactive exec did not print what a read waited for: the read
+    /// timed out, or the output ended first. The output stays to be read.
+    #[error(
+        "command `{command}` in {container} did not print `{pattern}`: {outcome} after {waited:?} (wait for what it prints, or give it longer); it printed: {}",
+        tail_of(output)
+    )]
+    NotPrinted {
+        /// Container name.
+        container: String,
+        /// The command, shell-quoted for reading.
+        command: String,
+        /// What the read waited for.
+        pattern: String,
+        /// "timed out" or "its output ended".
+        outcome: String,
+        /// How long the read waited.
+        waited: Duration,
+        /// What was printed and not yet read (exit code -1).
+        output: Box<ExecOutput>,
+    },
+
     /// A container did not become ready: the wait timed out, or the
     /// container exited or turned unhealthy while waited on. It has been
     /// removed.

@@ -188,6 +188,13 @@ impl<'a> Exec<'a> {
         self.opts.timeout = Some(timeout);
         self
     }
+
+    /// Makes it a conversation: await the result for an
+    /// [`ExecSession`](crate::ExecSession) whose stdin is written while its
+    /// output is read. Keeps this exec's options.
+    pub fn interactive(self) -> crate::interactive::Interactive<'a> {
+        crate::interactive::Interactive::new(self.container, self.cmd, self.opts)
+    }
 }
 
 impl<'a> IntoFuture for Exec<'a> {
