@@ -22,6 +22,8 @@
 //! - [`TestContainer`] (`container.rs`): the RAII guard — ports, logs,
 //!   lifecycle, `teardown()`, and a `Drop` that only queues removal.
 //! - [`Exec`] / [`ExecOutput`] (`exec.rs`): exact stdout, stderr, exit code.
+//! - [`Interactive`] / [`ExecSession`] (`interactive.rs`): an exec to
+//!   converse with — write stdin, read until a pattern, optional TTY.
 //! - [`FileCopy`] / [`CopyIn`] (`files.rs`): files, directories and bytes
 //!   into and out of containers.
 //! - [`Stats`] (`stats.rs`): pause, unpause, resource use, OCI runtime.
@@ -112,6 +114,7 @@ fn _assert_impls() {
     send_sync::<Error>();
     send_sync::<ContainerSpec>();
     send_sync::<ExecOutput>();
+    send_sync::<ExecSession>();
     send_sync::<TestNetwork>();
     send_sync::<TestStack>();
     send_sync::<postgres::TestDatabase>();
