@@ -83,23 +83,35 @@ impl ContainerSpec {
     ///
     /// As [`SharedContainer::get`].
     pub async fn shared(self) -> Result<&'static TestContainer> {
-        type Cells = Mutex<HashMap<String, Arc<OnceCell<&'static TestContainer>>>>;
-        static BY_SPEC: Lazy<Cells> = Lazy::new(Default::default);
-        let cell = BY_SPEC
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(format!("{self:?}"))
-            .or_default()
-            .clone();
-        let c = cell
-            .get_or_try_init(|| async {
-                // Leaked on purpose: a shared container lives as long as
-                // the process, like a static's.
-                Ok::<_, Error>(&*Box::leak(Box::new(start_shared(self).await?)))
-            })
-            .await?;
-        Ok(*c)
+        once_per_key(format!("{self:?}"), || start_shared(self)).await
     }
+}
+
+/// One `&'static T` per key for the process, made by `make` once however
+/// many ask at once; after a failure the next caller tries again. Leaked on
+/// purpose: it lives as long as the process, like a static's.
+pub(crate) async fn once_per_key<T, F, Fut>(key: String, make: F) -> Result<&'static T>
+where
+    T: Send + Sync + 'static,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    type Made = &'static (dyn std::any::Any + Send + Sync);
+    type Cells = Mutex<HashMap<(std::any::TypeId, String), Arc<OnceCell<Made>>>>;
+    static CELLS: Lazy<Cells> = Lazy::new(Default::default);
+    let cell = CELLS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry((std::any::TypeId::of::<T>(), key))
+        .or_default()
+        .clone();
+    let made = cell
+        .get_or_try_init(|| async {
+            let made: Made = Box::leak(Box::new(make().await?));
+            Ok::<_, Error>(made)
+        })
+        .await?;
+    Ok(made.downcast_ref::<T>().expect("cells are keyed by type"))
 }
 
 /// Starts `spec` for the run, or for the process when there is no run.

@@ -508,3 +508,20 @@ async fn reuse_is_refused_in_ci_and_says_so() {
     run.end();
     gone_within(&a, Duration::from_secs(15), "the CI run ended").await;
 }
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn the_same_spec_asked_twice_without_a_static_is_one_container() {
+    let tag = unique("share-nostatic");
+    let spec = || {
+        ContainerSpec::new(shell())
+            .label(TAG_LABEL, &tag)
+            .cmd(["sleep", "infinity"])
+    };
+    let (a, b) = (
+        spec().shared().await.unwrap(),
+        spec().shared().await.unwrap(),
+    );
+    assert!(std::ptr::eq(a, b), "one guard for one spec");
+    assert_eq!(tagged(&tag).await, vec![a.id().to_string()]);
+}

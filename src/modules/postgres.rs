@@ -34,15 +34,13 @@ mod server;
 mod session;
 mod shared;
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use once_cell::sync::Lazy;
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::engine::on_engine;
 use crate::{ContainerSpec, Error, Image, Result, TestContainer, WaitFor};
@@ -312,22 +310,7 @@ impl Postgres {
     ///
     /// As [`Postgres::start`].
     pub async fn shared(self) -> Result<&'static PostgresServer> {
-        type Cells = Mutex<HashMap<String, Arc<OnceCell<&'static PostgresServer>>>>;
-        static BY_CONFIG: Lazy<Cells> = Lazy::new(Default::default);
-        let cell = BY_CONFIG
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(format!("{self:?}"))
-            .or_default()
-            .clone();
-        let server = cell
-            .get_or_try_init(|| async {
-                // Leaked on purpose: it lives as long as the process, like
-                // a static's.
-                Ok::<_, Error>(&*Box::leak(Box::new(self.start_as(true).await?)))
-            })
-            .await?;
-        Ok(*server)
+        crate::shared::once_per_key(format!("{self:?}"), || self.start_as(true)).await
     }
 
     /// Starts the server for this process alone, or — `shared` — creates
