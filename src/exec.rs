@@ -231,27 +231,34 @@ impl<'a> IntoFuture for Exec<'a> {
     }
 }
 
-/// Runs `cmd` in container `id` (called `name` in messages): create the
-/// exec, attach, feed stdin, drain both streams to the end, then read the
-/// exit code. Call on the engine runtime.
-pub(crate) async fn run_exec(
+/// An exec's output stream, as bollard gives it.
+pub(crate) type Output =
+    Pin<Box<dyn Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>> + Send>>;
+/// An exec's stdin, as bollard gives it.
+pub(crate) type Input = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// Creates `cmd` in container `id` as an exec attached to stdout and stderr
+/// (and stdin when `attach_stdin`), with a terminal when `tty`, and starts
+/// it: its id and its streams. `opts` gives env, user and workdir; errors
+/// name `op()`.
+pub(crate) async fn start_attached(
+    docker: &bollard::Docker,
     id: &str,
-    name: &str,
     cmd: Vec<String>,
-    opts: ExecOpts,
-) -> Result<ExecOutput> {
-    let docker = client().await?;
-    let command = shell_join(&cmd);
-    let op = || format!("exec `{command}` in {name}");
+    opts: &mut ExecOpts,
+    attach_stdin: bool,
+    tty: bool,
+    op: &(dyn Fn() -> String + Sync),
+) -> Result<(String, Output, Input)> {
     let config = ExecConfig {
-        attach_stdin: Some(opts.stdin.is_some()),
+        attach_stdin: Some(attach_stdin),
         attach_stdout: Some(true),
         attach_stderr: Some(true),
-        tty: Some(false),
-        env: (!opts.env.is_empty()).then_some(opts.env),
+        tty: Some(tty),
+        env: (!opts.env.is_empty()).then(|| std::mem::take(&mut opts.env)),
         cmd: Some(cmd),
-        user: opts.user,
-        working_dir: opts.workdir,
+        user: opts.user.take(),
+        working_dir: opts.workdir.take(),
         ..Default::default()
     };
     let exec_id = docker
@@ -263,6 +270,7 @@ pub(crate) async fn run_exec(
         .start_exec(
             &exec_id,
             Some(StartExecOptions {
+                tty,
                 output_capacity: Some(64 * 1024),
                 ..Default::default()
             }),
@@ -272,6 +280,24 @@ pub(crate) async fn run_exec(
     let StartExecResults::Attached { output, input } = started else {
         unreachable!("exec started detached although detach was false")
     };
+    Ok((exec_id, output, input))
+}
+
+/// Runs `cmd` in container `id` (called `name` in messages): create the
+/// exec, attach, feed stdin, drain both streams to the end, then read the
+/// exit code. Call on the engine runtime.
+pub(crate) async fn run_exec(
+    id: &str,
+    name: &str,
+    cmd: Vec<String>,
+    mut opts: ExecOpts,
+) -> Result<ExecOutput> {
+    let docker = client().await?;
+    let command = shell_join(&cmd);
+    let op = || format!("exec `{command}` in {name}");
+    let attach_stdin = opts.stdin.is_some();
+    let (exec_id, output, input) =
+        start_attached(docker, id, cmd, &mut opts, attach_stdin, false, &op).await?;
     let io = Io {
         output,
         input,

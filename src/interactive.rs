@@ -5,8 +5,7 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use bollard::container::LogOutput;
-use bollard::exec::{ResizeExecOptions, StartExecOptions, StartExecResults};
-use bollard::models::ExecConfig;
+use bollard::exec::ResizeExecOptions;
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -116,47 +115,15 @@ async fn start(
     name: String,
     image: String,
     cmd: Vec<String>,
-    opts: ExecOpts,
+    mut opts: ExecOpts,
     tty: bool,
     window: Option<(u16, u16)>,
 ) -> Result<ExecSession> {
     let docker = client().await?;
     let command = shell_join(&cmd);
     let op = || format!("exec `{command}` in {name}");
-    let config = ExecConfig {
-        attach_stdin: Some(true),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        tty: Some(tty),
-        env: (!opts.env.is_empty()).then_some(opts.env),
-        cmd: Some(cmd.clone()),
-        user: opts.user,
-        working_dir: opts.workdir,
-        ..Default::default()
-    };
-    let exec_id = docker
-        .create_exec(&id, config)
-        .await
-        .map_err(|e| Error::docker(op(), e))?
-        .id;
-    let started = docker
-        .start_exec(
-            &exec_id,
-            Some(StartExecOptions {
-                tty,
-                output_capacity: Some(64 * 1024),
-                ..Default::default()
-            }),
-        )
-        .await
-        .map_err(|e| Error::docker(op(), e))?;
-    let StartExecResults::Attached {
-        mut output,
-        mut input,
-    } = started
-    else {
-        unreachable!("exec started detached although detach was false")
-    };
+    let (exec_id, mut output, mut input) =
+        crate::exec::start_attached(docker, &id, cmd.clone(), &mut opts, true, tty, &op).await?;
     if let Some((cols, rows)) = window {
         resize_on_engine(&exec_id, cols, rows)
             .await
