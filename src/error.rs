@@ -85,6 +85,17 @@ pub enum Error {
         message: String,
     },
 
+    /// The user's own code that makes a template (a migrator run by
+    /// `template(key, …)`) returned an error or panicked; the half-made
+    /// template has been dropped, so the next call tries again.
+    #[error("template `{key}` could not be made by its code: {message}")]
+    Template {
+        /// The template's key, as given (a version, or the files hashed).
+        key: String,
+        /// The code's error, or what it panicked with.
+        message: String,
+    },
+
     /// A command exited with a non-zero code where success was required.
     #[error("command `{command}` in {container} ({image}) exited with {exit_code}: {stderr_tail}")]
     ExecFailed {

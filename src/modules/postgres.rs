@@ -48,7 +48,7 @@ use crate::{ContainerSpec, Error, Image, Result, TestContainer, WaitFor};
 use database::Origin;
 pub use database::TestDatabase;
 pub use image::{local_image, OFFICIAL_IMAGE};
-pub use migrations::Migrations;
+pub use crate::migrations::{Migrations, TemplateDb, TemplateKey};
 use server::Inner;
 pub use server::PostgresServer;
 use session::Session;

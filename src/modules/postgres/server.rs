@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OnceCell, Semaphore};
 
-use super::migrations::{self, parse_failure, Script};
+use super::migrations::parse_failure;
+use crate::migrations::{self, Script};
 use super::session::{self, Session};
 use super::{
     ident, percent_encode, Migrations, Origin, TestDatabase, ADMIN_TIMEOUT, CONNECTION_WAIT,
