@@ -2,7 +2,9 @@
 //! the ecosystem's layouts, and prefetched clones, against the real engine
 //! (no registry). tokio-postgres stands in for the user's migrator.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use testdock::postgres::{Migrations, Postgres, SharedPostgres, TemplateDb, TemplateKey};
@@ -17,14 +19,26 @@ async fn connect(url: &str) -> Client {
     client
 }
 
-/// How many times the migrator below ran, across every template.
-static MIGRATOR_RUNS: AtomicUsize = AtomicUsize::new(0);
-
 /// A migrator as Rust projects have them: it connects with the URL, applies
 /// what its bookkeeping table says is missing and records it there.
 async fn migrate(db: TemplateDb) -> Result<(), tokio_postgres::Error> {
-    MIGRATOR_RUNS.fetch_add(1, Ordering::SeqCst);
     migrate_url(db.url()).await
+}
+
+/// Where [`migrate_counted`] notes each run: one file per server, so every
+/// process sharing the server (under nextest) counts into it.
+static RUNS_FILE: OnceLock<PathBuf> = OnceLock::new();
+
+/// [`migrate`], noting that it ran.
+async fn migrate_counted(db: TemplateDb) -> Result<(), tokio_postgres::Error> {
+    let path = RUNS_FILE.get().expect("set before the first take");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    writeln!(f, "ran in {}", std::process::id()).unwrap();
+    migrate(db).await
 }
 
 async fn migrate_url(url: &str) -> Result<(), tokio_postgres::Error> {
@@ -54,20 +68,21 @@ async fn migrate_url(url: &str) -> Result<(), tokio_postgres::Error> {
 static CODE: SharedPostgres = SharedPostgres::new(|| {
     Postgres::new()
         .init_sql("CREATE TABLE from_sql (x int)")
-        .template("notes-v1", migrate)
+        .template("notes-v1", migrate_counted)
 });
 
 #[tokio::test]
 #[ignore = "requires Docker"]
 async fn a_template_made_by_code_is_made_once_and_carries_its_bookkeeping() {
-    let before = MIGRATOR_RUNS.load(Ordering::SeqCst);
+    let server = CODE.server().await.unwrap();
+    let runs = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("migrator-runs-{}", server.container().id()));
+    RUNS_FILE.get_or_init(|| runs.clone());
     let takes = (0..6).map(|_| CODE.fresh_database());
     let dbs = futures_util::future::try_join_all(takes).await.unwrap();
-    assert_eq!(
-        MIGRATOR_RUNS.load(Ordering::SeqCst) - before,
-        1,
-        "the migrator ran once for six databases"
-    );
+    // However many processes share the server, and whichever made it.
+    let ran = std::fs::read_to_string(&runs).unwrap();
+    assert_eq!(ran.lines().count(), 1, "the migrator ran once: {ran}");
     for db in &dbs {
         let client = connect(db.url()).await;
         // The SQL given before the code ran first, into the same template.

@@ -108,12 +108,14 @@ impl Inner {
              END $testdock$",
             new = name.replace('\'', "''"),
         );
-        // A free claim session, else the first; the background session
-        // where the server has too few connections to spare one.
+        // The background session when it is idle (opening another costs
+        // an exec: most of a test process's first take under nextest);
+        // else a free claim session, else the first; the background
+        // session again where the server has too few connections to spare.
         let slots = &self.claimers[..self.claim_sessions];
-        let slot = slots
-            .iter()
-            .find(|s| s.try_lock().is_ok())
+        let slot = Some(&self.session)
+            .filter(|s| s.try_lock().is_ok())
+            .or_else(|| slots.iter().find(|s| s.try_lock().is_ok()))
             .or(slots.first())
             .unwrap_or(&self.session);
         match self.sql_in(slot, &sql).await {
