@@ -690,7 +690,7 @@ async fn the_next_session_sweeps_dead_and_expired_owners_but_never_a_live_one() 
         foreign_in(Some("pid:[1]@elsewhere"), &unique("expired"), me, None, 1).await;
     let live = foreign(&unique("live"), me, Some(start_ticks(me)), far).await;
 
-    // A new session sweeps by itself when it starts.
+    // A new session sweeps by itself when it first creates something.
     let mut p = spawn_probe("", &[]);
     for id in [&dead, &reused, &expired_elsewhere] {
         common::assert_gone(id).await;
