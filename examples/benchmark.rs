@@ -4,6 +4,7 @@
 //! cargo run --release --example benchmark              # full run, 2–3 min
 //! cargo run --release --example benchmark -- --quick   # 3–5 iterations, ~15 s, for CI
 //! TESTDOCK_BENCH_QUICK=1 cargo run --release --example benchmark
+//! TESTDOCK_BENCH_ONLY=templates cargo run --release --example benchmark   # realistic-schema rows only
 //! ```
 //!
 //! Needs a Docker engine and nothing else: the image is packed from this
@@ -796,6 +797,11 @@ async fn bench_postgres(plan: Plan, raw: &Raw) -> Result<Option<Vec<Row>>> {
 /// All measurements, in order. Returns the rows and the requests per
 /// lifecycle, testdock's and raw's.
 async fn run(plan: Plan, raw: Arc<Raw>) -> Result<(Vec<Row>, (f64, f64))> {
+    // Only the realistic-schema rows, for working on them.
+    if std::env::var("TESTDOCK_BENCH_ONLY").is_ok_and(|v| v == "templates") {
+        let rows = templates::bench(plan).await?.unwrap_or_default();
+        return Ok((rows, (0.0, 0.0)));
+    }
     // Warm-up, untimed: connections, the engine runtime, page cache.
     testdock_lifecycle(End::Teardown).await?;
     raw.lifecycle().await?;

@@ -5,7 +5,6 @@
 //! it — on the same server, at 1, 8 and 32 concurrent takers; and the two
 //! clone strategies on a small and on a larger template.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use testdock::postgres::{Postgres, PostgresServer};
@@ -47,70 +46,58 @@ fn scripts() -> Result<Vec<String>> {
 }
 
 #[derive(Clone, Copy)]
-enum Way {
-    Prefetch,
-    NoPrefetch,
-    Migrate,
+enum Way<'a> {
+    /// The server and its prefetch bound.
+    Testdock(&'a PostgresServer, usize),
+    Migrate(&'a PostgresServer),
 }
 
-/// `takers` tasks taking `per_taker` databases each, one after another;
-/// how long each take took.
-async fn takes(
-    way: Way,
-    servers: &Arc<(PostgresServer, PostgresServer)>,
-    takers: usize,
-    per_taker: usize,
-) -> Result<Samples> {
-    let scripts = Arc::new(scripts()?);
-    let mut tasks = Vec::new();
-    for t in 0..takers {
-        let (servers, scripts) = (servers.clone(), scripts.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut took = Vec::new();
-            let admin = match way {
-                Way::Migrate => Some(connect(&servers.0.url("postgres")).await?),
-                _ => None,
-            };
-            for i in 0..per_taker {
+/// `rounds` bursts of `takers` tests starting at once, each taking a
+/// database and using it; between bursts (untimed, as while tests run)
+/// the ready clones are refilled. How long each take took.
+async fn bursts(way: Way<'_>, takers: usize, rounds: usize) -> Result<Samples> {
+    let scripts = scripts()?;
+    let mut samples = Samples::default();
+    for round in 0..rounds {
+        let takes = (0..takers).map(|t| {
+            let scripts = &scripts;
+            async move {
                 match way {
-                    Way::Prefetch | Way::NoPrefetch => {
-                        let server = match way {
-                            Way::Prefetch => &servers.0,
-                            _ => &servers.1,
-                        };
+                    Way::Testdock(server, _) => {
                         let t0 = Instant::now();
                         let db = server.fresh_database().await?;
-                        took.push(t0.elapsed());
+                        let took = t0.elapsed();
                         use_it(db.url()).await?;
+                        Ok::<_, super::Error>(took)
                     }
-                    Way::Migrate => {
-                        let admin = admin.as_ref().expect("made above");
-                        let name = format!("m_{}_{t}_{i}", std::process::id());
+                    Way::Migrate(server) => {
+                        let admin = connect(&server.url("postgres")).await?;
+                        let name = format!("m_{}_{round}_{t}", std::process::id());
                         let t0 = Instant::now();
                         admin
                             .batch_execute(&format!("CREATE DATABASE {name}"))
                             .await?;
-                        let url = servers.0.url(&name);
+                        let url = server.url(&name);
                         let client = connect(&url).await?;
-                        for sql in scripts.iter() {
+                        for sql in scripts {
                             client.batch_execute(sql).await?;
                         }
-                        took.push(t0.elapsed());
+                        let took = t0.elapsed();
                         drop(client);
                         use_it(&url).await?;
                         admin
                             .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
                             .await?;
+                        Ok(took)
                     }
                 }
             }
-            Ok::<_, super::Error>(took)
-        }));
-    }
-    let mut samples = Samples::default();
-    for task in tasks {
-        for d in task.await?? {
-            samples.push(d);
+        });
+        for took in futures_util::future::try_join_all(takes).await? {
+            samples.push(took);
+        }
+        if let Way::Testdock(server, prefetch) = way {
+            settle(server, prefetch.min(takers)).await?;
         }
     }
     Ok(samples)
@@ -133,59 +120,68 @@ pub(crate) async fn bench(plan: Plan) -> Result<Option<Vec<Row>>> {
         Err(e) => return Err(e.into()),
     };
     let without = start(0).await?;
-    // Templates made (and the strategy measured) before any timing.
-    drop(with.fresh_database().await?);
-    drop(without.fresh_database().await?);
-    let servers = Arc::new((with, without));
+    let wide = start(32).await?;
+    let rounds = if plan.quick { 2 } else { 8 };
     let mut rows = Vec::new();
-    let total = if plan.quick { 8 } else { 64 };
     for takers in [1, 8, 32] {
-        let per = (total / takers).max(1);
-        let pre = takes(Way::Prefetch, &servers, takers, per).await?;
-        // Let the ready clones refill between ways, as between test runs.
-        settle(&servers.0).await?;
-        let none = takes(Way::NoPrefetch, &servers, takers, per).await?;
-        let migrate = takes(Way::Migrate, &servers, takers, per).await?;
-        settle(&servers.0).await?;
+        let warm = |server, prefetch| async move {
+            // A first burst, untimed: the template made, the strategy
+            // measured, the ready clones grown to this burst's size.
+            bursts(Way::Testdock(server, prefetch), takers, 1).await
+        };
+        warm(&with, 8).await?;
+        warm(&without, 0).await?;
+        let pre = bursts(Way::Testdock(&with, 8), takers, rounds).await?;
+        let none = bursts(Way::Testdock(&without, 0), takers, rounds).await?;
+        let migrate = bursts(Way::Migrate(&with), takers, rounds).await?;
         rows.push(Row {
-            name: format!("fresh db, prefetch, {takers:>2} takers"),
+            name: format!("fresh db, prefetch, {takers:>2} at once"),
             testdock: pre,
             raw: migrate.clone(),
             target: Target::BelowAndRatio(Duration::from_millis(2), 1.0 / 50.0),
         });
+        if takers == 32 {
+            warm(&wide, 32).await?;
+            rows.push(Row {
+                name: "  prefetch(32), 32 at once".into(),
+                testdock: bursts(Way::Testdock(&wide, 32), takers, rounds).await?,
+                raw: migrate.clone(),
+                target: Target::BelowAndRatio(Duration::from_millis(2), 1.0 / 50.0),
+            });
+        }
         rows.push(Row {
-            name: format!("  no prefetch, {takers:>2} takers"),
+            name: format!("  no prefetch, {takers:>2} at once"),
             testdock: none,
             raw: migrate,
             target: Target::None,
         });
     }
-    let servers = Arc::try_unwrap(servers).map_err(|_| "the servers are still in use")?;
-    rows.extend(strategies(&servers.1, plan).await?);
-    servers.0.teardown().await?;
-    servers.1.teardown().await?;
+    rows.extend(strategies(&without, plan).await?);
+    for server in [with, without, wide] {
+        server.teardown().await?;
+    }
     Ok(Some(rows))
 }
 
-/// Waits (10 s at most) until no clone is being made ahead.
-async fn settle(server: &PostgresServer) -> Result<()> {
+/// Waits (30 s at most) until `want` clones are ready again, as they would
+/// be while the tests of a burst run.
+async fn settle(server: &PostgresServer, want: usize) -> Result<()> {
     let admin = connect(&server.url("postgres")).await?;
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        let busy: i64 = admin
+        let ready: i64 = admin
             .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CREATE DATABASE%' \
-                 AND state = 'active'",
+                "SELECT count(*) FROM pg_database WHERE datname LIKE 'tdp\\_%'",
                 &[],
             )
             .await?
             .get(0);
-        if busy == 0 {
+        if ready as usize >= want {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok(())
+    Err(format!("{want} ready clones not made within 30 s").into())
 }
 
 /// `FILE_COPY` (testdock side of the row) against `WAL_LOG`, on the small
@@ -202,9 +198,10 @@ async fn strategies(server: &PostgresServer, plan: Plan) -> Result<Vec<Row>> {
     let small = server.template().await?;
     let large = "bench_large";
     admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {large}; CREATE DATABASE {large} TEMPLATE {small}"
-        ))
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {large}"))
+        .await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {large} TEMPLATE {small}"))
         .await?;
     connect(&server.url(large))
         .await?

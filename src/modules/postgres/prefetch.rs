@@ -9,7 +9,7 @@
 //! clone the second sees "does not exist" and tries the next). They go
 //! with the server.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,6 +25,8 @@ pub(crate) struct Pool {
     takes: AtomicU64,
     /// Whether this process is refilling now.
     refilling: AtomicBool,
+    /// How many ready clones the takes so far call for.
+    want: AtomicUsize,
     /// ` STRATEGY …` for clones of this template, or nothing before 15.
     strategy: OnceCell<&'static str>,
     /// Names the clones this process makes.
@@ -66,28 +68,41 @@ impl Inner {
         }
         let claimed = self.claim(template, name).await?;
         if !claimed {
+            // Made now, on a test's session: not queued behind the
+            // refills and drops of the background one.
             let strategy = self.strategy(template, &pool).await?;
-            self.copy_template(template, name, strategy).await?;
+            let sql = create_sql(template, name, strategy);
+            self.sql_in(self.test_session(), &sql).await?;
         }
         // One ready clone after a first take, as many as were taken after
         // that: a template asked for once costs at most one spare.
-        let want = (takes as usize).min(self.prefetch);
+        pool.want
+            .fetch_max((takes as usize).min(self.prefetch), Ordering::AcqRel);
         let this = self.clone();
         let template = template.to_string();
-        tokio::spawn(async move { this.refill(&template, &pool, want).await });
+        tokio::spawn(async move { this.refill(&template, &pool).await });
         Ok(claimed)
     }
 
     /// `CREATE DATABASE name TEMPLATE template`.
     async fn copy_template(&self, template: &str, name: &str, strategy: &str) -> Result<()> {
-        // The template refuses connections (ALLOW_CONNECTIONS false): no
-        // session on it can make a clone fail.
-        let sql = format!(
-            "CREATE DATABASE {} TEMPLATE {}{strategy}",
-            ident(name),
-            ident(template)
-        );
-        self.sql(&sql).await.map(drop)
+        self.sql(&create_sql(template, name, strategy))
+            .await
+            .map(drop)
+    }
+
+    /// The session for a statement a test waits on: the background
+    /// session when it is idle (opening another costs an exec: most of a
+    /// test process's first take under nextest); else a free claim
+    /// session, else the first; the background session again where the
+    /// server has too few connections to spare one.
+    fn test_session(&self) -> &tokio::sync::Mutex<Option<super::Session>> {
+        let slots = &self.claimers[..self.claim_sessions];
+        Some(&self.session)
+            .filter(|s| s.try_lock().is_ok())
+            .or_else(|| slots.iter().find(|s| s.try_lock().is_ok()))
+            .or(slots.first())
+            .unwrap_or(&self.session)
     }
 
     /// Renames a ready clone of `template` to `name`, in one statement
@@ -108,17 +123,7 @@ impl Inner {
              END $testdock$",
             new = name.replace('\'', "''"),
         );
-        // The background session when it is idle (opening another costs
-        // an exec: most of a test process's first take under nextest);
-        // else a free claim session, else the first; the background
-        // session again where the server has too few connections to spare.
-        let slots = &self.claimers[..self.claim_sessions];
-        let slot = Some(&self.session)
-            .filter(|s| s.try_lock().is_ok())
-            .or_else(|| slots.iter().find(|s| s.try_lock().is_ok()))
-            .or(slots.first())
-            .unwrap_or(&self.session);
-        match self.sql_in(slot, &sql).await {
+        match self.sql_in(self.test_session(), &sql).await {
             Ok(_) => Ok(true),
             Err(crate::Error::ExecFailed { stderr_tail, .. })
                 if stderr_tail.contains(NONE_READY) =>
@@ -133,10 +138,11 @@ impl Inner {
         }
     }
 
-    /// Makes ready clones of `template` until the server has `want`. One
+    /// Makes ready clones of `template` until the server has as many as
+    /// the takes call for. One
     /// process refills a template at a time (an advisory lock), so
     /// processes sharing the server never overshoot the bound together.
-    async fn refill(&self, template: &str, pool: &Pool, want: usize) {
+    async fn refill(&self, template: &str, pool: &Pool) {
         if pool.refilling.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -146,7 +152,7 @@ impl Inner {
             .await
             .is_ok_and(|r| r.trim() == "t");
         if locked {
-            if let Err(e) = self.top_up(template, pool, want).await {
+            if let Err(e) = self.top_up(template, pool).await {
                 tracing::debug!(template, error = %e, "could not refill ready clones");
             }
             let _ = self.sql(&format!("SELECT pg_advisory_unlock({key})")).await;
@@ -154,18 +160,17 @@ impl Inner {
         pool.refilling.store(false, Ordering::Release);
     }
 
-    async fn top_up(&self, template: &str, pool: &Pool, want: usize) -> Result<()> {
+    /// Counted again before each clone: takes meanwhile, in this process
+    /// or another, use some up, and more takes may call for more.
+    async fn top_up(&self, template: &str, pool: &Pool) -> Result<()> {
         let strategy = self.strategy(template, pool).await?;
         let like = prefix(template).replace('_', "\\_") + "%";
-        let ready: usize = self
-            .sql(&format!(
-                "SELECT count(*) FROM pg_database WHERE datname LIKE '{like}'"
-            ))
-            .await?
-            .trim()
-            .parse()
-            .unwrap_or(usize::MAX);
-        for _ in ready..want {
+        let count = format!("SELECT count(*) FROM pg_database WHERE datname LIKE '{like}'");
+        loop {
+            let ready: usize = self.sql(&count).await?.trim().parse().unwrap_or(usize::MAX);
+            if ready >= pool.want.load(Ordering::Acquire) {
+                return Ok(());
+            }
             let t0 = Instant::now();
             let name = self.ready_name(template, pool);
             self.copy_template(template, &name, strategy).await?;
@@ -176,7 +181,6 @@ impl Inner {
                 "ready clone made"
             );
         }
-        Ok(())
     }
 
     fn ready_name(&self, template: &str, pool: &Pool) -> String {
@@ -247,6 +251,17 @@ impl Inner {
             .await
             .copied()
     }
+}
+
+/// `CREATE DATABASE name TEMPLATE template`. The template refuses
+/// connections (ALLOW_CONNECTIONS false): no session on it can make a
+/// clone fail.
+fn create_sql(template: &str, name: &str, strategy: &str) -> String {
+    format!(
+        "CREATE DATABASE {} TEMPLATE {}{strategy}",
+        ident(name),
+        ident(template)
+    )
 }
 
 fn strategy_clause(choice: Option<&str>) -> &'static str {

@@ -337,6 +337,15 @@ impl Inner {
     /// builder's session, so a builder that dies frees the others, and the
     /// next one drops the half-made template and builds it again.
     async fn template_once(&self, name: &str, steps: &[Step]) -> Result<()> {
+        // Made already (another process of the run made it): no lock to
+        // take. A template is sealed last, so "is a template" means whole.
+        let made = format!(
+            "SELECT datistemplate FROM pg_database WHERE datname = '{}'",
+            name.replace('\'', "''")
+        );
+        if self.sql(&made).await?.trim() == "t" {
+            return Ok(());
+        }
         let digest = <sha2::Sha256 as sha2::Digest>::digest(name.as_bytes());
         let key = i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
         let deadline = Instant::now() + TEMPLATE_WAIT;
