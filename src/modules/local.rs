@@ -222,7 +222,12 @@ fn build_context(dockerfile: &str, product: &str) -> Result<Vec<u8>> {
     h.set_size(dockerfile.len() as u64);
     h.set_mode(0o644);
     h.set_mtime(0);
-    let io = |e| Error::io(format!("cannot make the build context of the {product} image"), e);
+    let io = |e| {
+        Error::io(
+            format!("cannot make the build context of the {product} image"),
+            e,
+        )
+    };
     b.append_data(&mut h, "Dockerfile", dockerfile.as_bytes())
         .map_err(io)?;
     b.into_inner().map_err(io)

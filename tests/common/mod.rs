@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use testdock::{ContainerSpec, HostImage, Image};
 
+pub mod runner;
+
 /// `sh`, `bash`, core tools — what most tests exec into.
 pub fn shell() -> Image {
     HostImage::shell().into()

@@ -125,7 +125,11 @@ impl local::Install for Install {
                  nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
                 0o644,
             )
-            .file("/etc/group", "root:x:0:\nredis:x:999:\nnogroup:x:65534:\n", 0o644))
+            .file(
+                "/etc/group",
+                "root:x:0:\nredis:x:999:\nnogroup:x:65534:\n",
+                0o644,
+            ))
     }
 
     fn dockerfile(base: &str) -> String {

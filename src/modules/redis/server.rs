@@ -175,7 +175,12 @@ impl Inner {
     /// `lease_wait` — an error naming who holds them.
     async fn lease(&self) -> Result<(u32, String)> {
         let me = owner();
-        let lease = format!("EVAL {} 1 {LEASES} {} {}", quote(LEASE), quote(&me), self.databases);
+        let lease = format!(
+            "EVAL {} 1 {LEASES} {} {}",
+            quote(LEASE),
+            quote(&me),
+            self.databases
+        );
         let deadline = Instant::now() + self.lease_wait;
         let mut said = false;
         loop {
@@ -207,7 +212,10 @@ impl Inner {
             let holders = holders(&leases);
             if Instant::now() >= deadline {
                 return Err(Error::Exhausted {
-                    what: format!("logical databases of redis server {}", self.container.name()),
+                    what: format!(
+                        "logical databases of redis server {}",
+                        self.container.name()
+                    ),
                     capacity: self.databases.saturating_sub(1) as usize,
                     waited: self.lease_wait,
                     holders,
