@@ -56,20 +56,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         times[10], times[0], times[19]
     );
 
-    // A failing test keeps its database and prints where it is.
+    // A failing test keeps its database, leased, and prints where it is:
+    // its guard drops while the thread panics.
     let db = REDIS.fresh_db().await?;
     let number = db.number();
-    let quiet = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {})); // this panic is staged
-    let _ = std::thread::spawn(move || {
-        let _db = db;
-        panic!("a test failed");
-    })
-    .join();
-    std::panic::set_hook(quiet);
-    println!(
-        "kept after the failure: {}",
-        server.leased().await?.contains(&number)
-    );
+    let loud = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {})); // the panic is staged: quiet
+    let failed = std::thread::spawn(move || drop_while_panicking(db)).join();
+    std::panic::set_hook(loud);
+    assert!(failed.is_err());
+    let kept = server.leased().await?.contains(&number);
+    println!("database {number} kept after the failure: {kept}");
     Ok(())
+}
+
+fn drop_while_panicking(_db: testdock::redis::TestRedisDb) {
+    panic!("a test failed");
 }

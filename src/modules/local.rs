@@ -143,10 +143,19 @@ pub(crate) async fn present(reference: &str) -> Result<bool> {
     }
 }
 
+/// The image of install `I`, built at most once per process (`cell` is the
+/// module's own) and only when it is not there already.
+pub(crate) async fn once<I: Install>(
+    cell: &'static tokio::sync::OnceCell<String>,
+) -> Result<String> {
+    cell.get_or_try_init(|| crate::engine::on_engine(build::<I>()))
+        .await
+        .cloned()
+}
+
 /// Builds the image of the install unless it is there, and returns its
-/// reference. Call it once per process (behind a `OnceCell`), on the
-/// engine runtime.
-pub(crate) async fn build<I: Install>() -> Result<String> {
+/// reference; on the engine runtime.
+async fn build<I: Install>() -> Result<String> {
     let Some((install, reference)) = installed::<I>() else {
         return Err(Error::ImageUnavailable {
             image: format!("{} (made from the local install)", I::REPOSITORY),

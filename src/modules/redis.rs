@@ -47,6 +47,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::fixture::{self, ImageChoice};
 use crate::engine::on_engine;
 use crate::{ContainerSpec, Error, Image, Result, TestContainer, WaitFor};
 
@@ -95,14 +96,6 @@ pub struct Redis {
     lease_wait: Duration,
     /// The first bad input, reported by `start`.
     error: Option<String>,
-}
-
-#[derive(Clone, Debug)]
-enum ImageChoice {
-    /// The official image if present or pullable, else the local one.
-    Default,
-    Local,
-    Given(Image),
 }
 
 impl Default for Redis {
@@ -218,70 +211,50 @@ impl Redis {
             .startup_timeout(self.startup_timeout)
     }
 
-    /// Starts the server and waits until it answers `PING`.
+    /// Starts a server of this process's own and returns once it answers
+    /// `PING`.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidSpec`] for a bad [`databases`](Redis::databases)
-    /// or [`setting`](Redis::setting) name, before anything is created; as
-    /// [`ContainerSpec::start`]; [`Error::ImageUnavailable`] when neither
-    /// the official image nor the local one can be had; [`Error::NotReady`]
-    /// with the server's last log lines when it does not answer within the
-    /// startup timeout or exits (an unknown setting makes it exit).
+    /// Before anything is created, [`Error::InvalidSpec`] for a bad
+    /// [`databases`](Redis::databases) count or [`setting`](Redis::setting)
+    /// name. Then [`ContainerSpec::start`]'s errors, and
+    /// [`Error::ImageUnavailable`] if no image can be had (official or
+    /// local); [`Error::NotReady`], with the log's tail, if no `PONG` comes
+    /// in time or the server exits (it does on an unknown setting).
     pub async fn start(self) -> Result<RedisServer> {
         self.start_as(false).await
     }
 
-    /// The server of this configuration shared by the process and the run,
-    /// as with a [`SharedRedis`] — for code that cannot declare a `static`:
-    /// `Redis::new().shared().await?.fresh_db().await?`. The same
-    /// configuration gives the same server for as long as the process
-    /// lives.
-    ///
-    /// # Errors
-    ///
-    /// As [`Redis::start`].
+    /// The run's server of this configuration, started or joined once per
+    /// process (a [`SharedRedis`] without the `static`, for code that
+    /// cannot declare one): `Redis::new().shared().await?.fresh_db().await?`.
+    /// Errors are [`Redis::start`]'s.
     pub async fn shared(self) -> Result<&'static RedisServer> {
         crate::shared::once_per_key(format!("{self:?}"), || self.start_as(true)).await
     }
 
-    /// Starts the server for this process alone, or — `shared` — creates
-    /// or joins the run's server of this configuration.
+    /// This process's own server, or (`shared`) the run's.
     pub(super) async fn start_as(self, shared: bool) -> Result<RedisServer> {
         if let Some(why) = &self.error {
             return Err(Error::InvalidSpec(why.clone()));
         }
         on_engine(async move {
-            let image = match &self.image {
-                ImageChoice::Given(i) => i.clone(),
-                ImageChoice::Local => Image::named(local_image().await?),
-                ImageChoice::Default => Image::named(image::default_image().await?),
-            };
-            let spec = self.spec(image);
-            let container = match shared {
-                true => crate::shared::start_shared(spec).await?,
-                false => spec.start().await?,
-            };
-            match ready(&container).await {
-                Ok((version, port, cli)) => Ok(RedisServer {
-                    inner: Arc::new(Inner {
-                        host: container.host().to_string(),
-                        container,
-                        port,
-                        version,
-                        databases: self.databases,
-                        lease_wait: self.lease_wait,
-                        cli: tokio::sync::Mutex::new(Some(cli)),
-                        kept: AtomicBool::new(false),
-                    }),
+            let image = self.image.resolve::<image::Install, _>(local_image).await?;
+            let (container, (version, port, cli)) =
+                fixture::start(self.spec(image), shared, ready).await?;
+            Ok(RedisServer {
+                inner: Arc::new(Inner {
+                    host: container.host().to_string(),
+                    container,
+                    port,
+                    version,
+                    databases: self.databases,
+                    lease_wait: self.lease_wait,
+                    cli: tokio::sync::Mutex::new(Some(cli)),
+                    kept: AtomicBool::new(false),
                 }),
-                // A shared server is not this caller's to remove.
-                Err(e) if shared => Err(e),
-                Err(e) => {
-                    let _ = container.teardown().await;
-                    Err(e)
-                }
-            }
+            })
         })
         .await
     }

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::engine::on_engine;
 use crate::error::{Error, Result};
 use crate::modules::local;
 use crate::HostImage;
@@ -49,10 +48,7 @@ const TOOLS: &[&str] = &[
 /// [`Error::Docker`] when the build fails.
 pub async fn local_image() -> Result<String> {
     static BUILT: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
-    BUILT
-        .get_or_try_init(|| on_engine(local::build::<Install>()))
-        .await
-        .cloned()
+    local::once::<Install>(&BUILT).await
 }
 
 /// A PostgreSQL install: `/usr/lib/postgresql/<major>` and its share dir.
@@ -207,12 +203,6 @@ impl local::Install for Install {
     fn dockerfile(base: &str) -> String {
         dockerfile(base)
     }
-}
-
-/// The server's image as [`Postgres`](super::Postgres) picks it by
-/// default: see [`local::default_image`].
-pub(crate) async fn default_image() -> Result<String> {
-    local::default_image::<Install, _>(local_image).await
 }
 
 #[cfg(test)]

@@ -1,12 +1,12 @@
 //! `TestRedisDb`: one test's logical database, flushed and given back when
 //! the test passes, kept when it fails.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::Inner;
 use crate::engine::on_engine;
-use crate::{Error, Result};
+use crate::modules::fixture;
+use crate::Result;
 
 /// A logical database of its own for one test, leased from a
 /// [`RedisServer`](super::RedisServer) and empty when handed out.
@@ -45,12 +45,13 @@ impl TestRedisDb {
         &self.url
     }
 
-    /// Where the server is reached from this process, usually `127.0.0.1`.
+    /// The server's host as this process reaches it (`127.0.0.1` for a
+    /// local engine), for a client configured by parts.
     pub fn host(&self) -> &str {
         &self.server.host
     }
 
-    /// The server's published port.
+    /// The host port the server's 6379 is published on.
     pub fn port(&self) -> u16 {
         self.server.port
     }
@@ -69,49 +70,20 @@ impl TestRedisDb {
 
 impl Drop for TestRedisDb {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let panicking = std::thread::panicking();
-        if panicking || crate::reaper::keep(false) {
-            if panicking {
-                self.report_kept();
-            }
+        if !self.armed || !fixture::goes_on_drop(|| self.report_kept()) {
             return;
         }
         let (server, n, owner) = (self.server.clone(), self.number, self.owner.clone());
-        crate::reaper::queue(async move {
-            if let Err(e) = server.release(n, &owner).await {
-                // A server already removed took the database with it.
-                if !matches!(e, Error::Docker { .. }) {
-                    tracing::warn!(database = n, error = %e, "could not give back a redis database");
-                    eprintln!("testdock: could not give back redis database {n}: {e}");
-                }
-            }
+        fixture::queue(format!("give back redis database {n}"), async move {
+            server.release(n, &owner).await
         });
     }
 }
 
 impl TestRedisDb {
     fn report_kept(&self) {
-        let c = &self.server.container;
-        // Not a raw write: libtest shows it with the failure. Never panics.
-        if crate::reaper::keep(true) {
-            crate::logs::report(format_args!(
-                "testdock: kept redis database {} of the failing test: {}",
-                self.number, self.url
-            ));
-            if !self.server.kept.swap(true, Ordering::Relaxed) {
-                crate::reaper::keep_in_background(c.id().to_string(), c.name().to_string());
-            }
-        } else {
-            crate::logs::report(format_args!(
-                "testdock: kept redis database {} of the failing test: {} (until the server {} \
-                 is removed at exit; TESTDOCK_KEEP=on-failure keeps it)",
-                self.number,
-                self.url,
-                c.name()
-            ));
-        }
+        let what = format_args!("redis database {}", self.number);
+        let s = &self.server;
+        fixture::report_kept(what, &self.url, &s.container, &s.kept);
     }
 }

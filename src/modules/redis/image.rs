@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::engine::on_engine;
 use crate::error::Result;
 use crate::modules::local;
 use crate::HostImage;
@@ -22,27 +21,22 @@ const RECIPE_VERSION: &str = "1";
 /// The shell the readiness check runs, and what the Dockerfile needs.
 const TOOLS: &[&str] = &["sh", "mkdir", "chown"];
 
-/// Builds (once per machine and Redis install) and returns the reference
-/// of an image of this machine's Redis: `redis-server`, `redis-cli` and
-/// their libraries, a `redis` user of uid 999 (the official image's) that
-/// runs the server in `/data`. No registry is needed.
+/// The reference of an image of this machine's Redis — `redis-server`,
+/// `redis-cli`, their libraries, a `redis` user (uid 999, the official
+/// image's) running the server in `/data` — made the first time it is
+/// asked for on this machine, in a few seconds and with no registry.
 ///
-/// The image is tagged `testdock/redis:<version>-<fingerprint>` and reused
-/// while the install and the recipe are unchanged: then this costs one
-/// `inspect`. The first build takes a few seconds.
+/// Its tag, `testdock/redis:<version>-<fingerprint>`, changes only with the
+/// install or the recipe; while it is present, asking costs one `inspect`.
 ///
 /// # Errors
 ///
-/// [`Error::ImageUnavailable`](crate::Error::ImageUnavailable) when no
-/// `redis-server` is on `PATH`; [`Error::Io`](crate::Error::Io) when a file
-/// cannot be packed; [`Error::Docker`](crate::Error::Docker) when the
-/// build fails.
+/// [`Error::ImageUnavailable`](crate::Error::ImageUnavailable) with no
+/// `redis-server` on `PATH`; [`Error::Io`](crate::Error::Io) or
+/// [`Error::Docker`](crate::Error::Docker) if packing or building fails.
 pub async fn local_image() -> Result<String> {
-    static BUILT: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
-    BUILT
-        .get_or_try_init(|| on_engine(local::build::<Install>()))
-        .await
-        .cloned()
+    static MADE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    local::once::<Install>(&MADE).await
 }
 
 /// A Redis install: where `redis-server` is and its version.
@@ -149,12 +143,6 @@ EXPOSE 6379
 CMD ["redis-server"]
 "#
     )
-}
-
-/// The server's image as [`Redis`](super::Redis) picks it by default: see
-/// [`local::default_image`].
-pub(crate) async fn default_image() -> Result<String> {
-    local::default_image::<Install, _>(local_image).await
 }
 
 #[cfg(test)]

@@ -61,17 +61,17 @@ pub(super) struct Inner {
 }
 
 impl RedisServer {
-    /// The container, for logs or exec.
+    /// Its container (logs, exec, stats).
     pub fn container(&self) -> &TestContainer {
         &self.inner.container
     }
 
-    /// Where the server is reached from this process, usually `127.0.0.1`.
+    /// The host this process reaches it at (`127.0.0.1` for a local engine).
     pub fn host(&self) -> &str {
         &self.inner.host
     }
 
-    /// The published port.
+    /// The host port 6379 is published on.
     pub fn port(&self) -> u16 {
         self.inner.port
     }
@@ -129,22 +129,11 @@ impl RedisServer {
         on_engine(async move { inner.run(&line).await }).await
     }
 
-    /// Removes the server and waits until it is gone. Databases still held
-    /// by [`TestRedisDb`] guards go with it; their guards then do nothing.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Docker`] if the engine refuses.
+    /// Removes the container, awaited; leased databases go with it (their
+    /// guards then find nothing to give back). Fails with [`Error::Docker`]
+    /// if the engine refuses.
     pub async fn teardown(self) -> Result<()> {
-        match Arc::try_unwrap(self.inner) {
-            Ok(inner) => inner.container.teardown().await,
-            Err(shared) => {
-                let id = shared.container.id().to_string();
-                drop(shared);
-                let owned = crate::reaper::Owned::default();
-                on_engine(async move { crate::reaper::remove(&id, &owned).await }).await
-            }
-        }
+        super::fixture::teardown(self.inner, |i| i.container, |i| &i.container).await
     }
 }
 
