@@ -10,7 +10,7 @@ use testdock::redis::{Redis, SharedRedis};
 
 /// What a test suite puts in a `static`: started on first use, shared by
 /// the run (or the process, run by hand), removed when it ends.
-static REDIS: SharedRedis = SharedRedis::new(|| Redis::new());
+static REDIS: SharedRedis = SharedRedis::new(Redis::new);
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

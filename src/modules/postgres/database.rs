@@ -75,7 +75,7 @@ impl TestDatabase {
     ///
     /// # Errors
     ///
-    /// [`Error::ExecFailed`] if the server refuses.
+    /// [`Error::ExecFailed`](crate::Error::ExecFailed) if the server refuses.
     pub async fn drop_now(mut self) -> Result<()> {
         self.armed = false;
         let (server, name) = (self.server.clone(), std::mem::take(&mut self.name));

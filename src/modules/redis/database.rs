@@ -60,7 +60,7 @@ impl TestRedisDb {
     ///
     /// # Errors
     ///
-    /// [`Error::ExecFailed`] if the server cannot be reached.
+    /// [`Error::ExecFailed`](crate::Error::ExecFailed) if the server cannot be reached.
     pub async fn release(mut self) -> Result<()> {
         self.armed = false;
         let (server, n, owner) = (self.server.clone(), self.number, self.owner.clone());

@@ -1,7 +1,5 @@
 //! `SharedRedis`: one server per test run, a logical database per test.
 
-use std::future::Future;
-
 use tokio::sync::OnceCell;
 
 use super::{Inner, Redis, RedisServer, TestRedisDb};
@@ -65,10 +63,8 @@ impl SharedRedis {
     /// # Errors
     ///
     /// As [`Redis::start`] and [`RedisServer::fresh_db`].
-    pub fn fresh_db(&self) -> impl Future<Output = Result<TestRedisDb>> + Send + '_ {
-        async move {
-            let inner = self.server().await?.inner.clone();
-            on_engine(Inner::fresh(inner)).await
-        }
+    pub async fn fresh_db(&self) -> Result<TestRedisDb> {
+        let inner = self.server().await?.inner.clone();
+        on_engine(Inner::fresh(inner)).await
     }
 }
