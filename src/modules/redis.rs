@@ -251,7 +251,7 @@ impl Redis {
                     version,
                     databases: self.databases,
                     lease_wait: self.lease_wait,
-                    cli: tokio::sync::Mutex::new(Some(cli)),
+                    cli: session::Pipe::new(cli),
                     kept: AtomicBool::new(false),
                 }),
             })

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::session::{self, quote, Cli, Failure};
+use super::session::{self, quote, Failure, Pipe};
 use super::TestRedisDb;
 use crate::engine::on_engine;
 use crate::session::{liveness, process_start_ticks, Liveness};
@@ -55,7 +55,7 @@ pub(super) struct Inner {
     pub(super) databases: u32,
     pub(super) lease_wait: Duration,
     /// The redis-cli session, opened again if it ends.
-    pub(super) cli: tokio::sync::Mutex<Option<Cli>>,
+    pub(super) cli: Pipe,
     /// Whether the container was marked kept for a failing test.
     pub(super) kept: AtomicBool,
 }
@@ -254,24 +254,9 @@ impl Inner {
     /// Runs a command through the session, opening it again once if
     /// redis-cli ended.
     async fn run(&self, line: &str) -> Result<String> {
-        let mut cli = self.cli.lock().await;
-        let mut attempts = 0;
-        loop {
-            let c = match &mut *cli {
-                Some(c) => c,
-                None => cli.insert(Cli::open(&self.container).await?),
-            };
-            match c.run(line).await {
-                Ok(answer) => return Ok(answer),
-                Err(Failure::Reply(why)) => return Err(self.failed(line, why)),
-                Err(Failure::Ended(why)) => {
-                    *cli = None;
-                    attempts += 1;
-                    if attempts == 2 {
-                        return Err(self.failed(line, why));
-                    }
-                }
-            }
+        match self.cli.run(&self.container, line).await? {
+            Ok(answer) => Ok(answer),
+            Err(Failure::Reply(why) | Failure::Ended(why)) => Err(self.failed(line, why)),
         }
     }
 
