@@ -34,6 +34,7 @@
 //! | fresh db, prefetch, N takers | `fresh_database()` with ready clones, N tasks at once | `#[sqlx::test]`'s way: `CREATE DATABASE` + the migrations, from the host |
 //! | no prefetch, N takers | `fresh_database()` with `.prefetch(0)` | the same |
 //! | clone FILE_COPY/WAL_LOG | `CREATE DATABASE … STRATEGY FILE_COPY` | `… STRATEGY WAL_LOG` |
+//! | per-test Redis database, 1 and 8 takers | `fresh_db()` (its guard dropped) | a server container per test: create, start, `redis-cli PING` execs until `PONG` |
 //!
 //! The realistic-schema rows (`examples/bench/templates.rs`) use
 //! `fixtures/migrations/realistic`: 24 tables with indexes and foreign
@@ -43,7 +44,9 @@
 //! image [`Postgres`] makes of this machine's PostgreSQL install; without
 //! one they are skipped, saying why. A dropped database guard queues its
 //! `DROP DATABASE` on the same psql session, so the next clone waits for
-//! it and the testdock figure includes it.
+//! it and the testdock figure includes it. The Redis rows share one
+//! server too (1024 logical databases, leased through one `redis-cli`
+//! session); the raw side starts one per test from the same image.
 //!
 //! "As a test sees it" runs in blocks of iterations per side: the removal a
 //! `drop` queues overlaps the next testdock iteration, as it would the next
@@ -72,6 +75,7 @@ use testdock::bollard::query_parameters::{
     ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use testdock::postgres::{Postgres, PostgresServer};
+use testdock::redis::Redis;
 use testdock::{ContainerSpec, HostImage, LABEL_EXPIRES, LABEL_MANAGED, LABEL_PID, LABEL_SESSION};
 
 #[path = "bench/templates.rs"]
@@ -442,6 +446,42 @@ impl Raw {
         Ok(())
     }
 
+    /// A Redis server container for one test, as a fixture without leases
+    /// makes it: create, start, then `redis-cli PING` until `PONG`. Returns
+    /// how long the test waited; the container is removed after, untimed.
+    async fn redis_per_test(&self, image: &str) -> Result<Duration> {
+        let t = Instant::now();
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            cmd: Some(
+                ["redis-server", "--save", "", "--appendonly", "no"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+            labels: Some(self.labels.clone()),
+            ..Default::default()
+        };
+        let id = self.docker.create_container(None, body).await?.id;
+        let ready = async {
+            self.docker.start_container(&id, None).await?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let ping = ["redis-cli", "PING"].map(String::from).to_vec();
+                let ((stdout, _, _), _) = self.exec_cmd(&id, ping).await?;
+                if stdout == b"PONG\n" {
+                    return Ok::<_, Error>(t.elapsed());
+                }
+                if Instant::now() >= deadline {
+                    return Err("the raw Redis container never answered PONG".into());
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        .await;
+        self.remove(&id).await?;
+        ready
+    }
+
     /// Forced remove: one request.
     async fn remove(&self, id: &str) -> Result<()> {
         let opts = RemoveContainerOptionsBuilder::new().force(true).build();
@@ -794,6 +834,72 @@ async fn bench_postgres(plan: Plan, raw: &Raw) -> Result<Option<Vec<Row>>> {
     Ok(Some(vec![test, create]))
 }
 
+/// A Redis database per test: testdock's `fresh_db()` (its guard dropped
+/// at once, the flush and release queued) on one shared server, against
+/// the alternative without leases, a server container per test — create,
+/// start, and `redis-cli PING` execs until it answers `PONG` (its removal
+/// untimed). At 1 and at 8 concurrent takers, each taker timing its own.
+/// `None` (with why) where no Redis image can be had.
+async fn bench_redis(plan: Plan, raw: &Arc<Raw>) -> Result<Option<Vec<Row>>> {
+    let server = match Redis::new().start().await {
+        Ok(server) => server,
+        Err(e @ testdock::Error::ImageUnavailable { .. }) => {
+            println!("per-test Redis database: skipped: {e}");
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let server = Arc::new(server);
+    let image = server.container().image().to_string();
+    let row = |takers: usize| Row {
+        name: format!("per-test Redis database, {takers} taker(s)"),
+        testdock: Samples::default(),
+        raw: Samples::default(),
+        target: Target::Below(Duration::from_millis(2)),
+    };
+    let mut rows = vec![row(1), row(8)];
+    let rounds = [plan.databases, plan.parallel_rounds];
+    for (r, takers) in [1usize, 8].into_iter().enumerate() {
+        for i in 0..rounds[r] {
+            for side in order(i) {
+                let tasks: Vec<_> = (0..takers)
+                    .map(|_| {
+                        let (raw, server, image) =
+                            (Arc::clone(raw), Arc::clone(&server), image.clone());
+                        tokio::spawn(async move {
+                            match side {
+                                Side::Testdock => {
+                                    let (db, took) = timed(server.fresh_db()).await;
+                                    drop(db?);
+                                    Ok::<_, Error>(took)
+                                }
+                                Side::Raw => raw.redis_per_test(&image).await,
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    let took = task.await??;
+                    match side {
+                        Side::Testdock => rows[r].testdock.push(took),
+                        Side::Raw => rows[r].raw.push(took),
+                    }
+                }
+            }
+        }
+    }
+    // Every queued release is done once nothing is leased.
+    let deadline = Instant::now() + DRAIN_LIMIT;
+    while !server.leased().await?.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    match Arc::try_unwrap(server) {
+        Ok(server) => server.teardown().await?,
+        Err(_) => return Err("the Redis server is still in use".into()),
+    }
+    Ok(Some(rows))
+}
+
 /// All measurements, in order. Returns the rows and the requests per
 /// lifecycle, testdock's and raw's.
 async fn run(plan: Plan, raw: Arc<Raw>) -> Result<(Vec<Row>, (f64, f64))> {
@@ -826,6 +932,11 @@ async fn run(plan: Plan, raw: Arc<Raw>) -> Result<(Vec<Row>, (f64, f64))> {
     rows.extend(bench_postgres(plan, &raw).await?.unwrap_or_default());
     eprintln!("· per-test databases from a realistic schema: prefetch, none, migrate per test");
     rows.extend(templates::bench(plan).await?.unwrap_or_default());
+    eprintln!(
+        "· per-test Redis database, {} × 2 alone, {} × 8 × 2 at once",
+        plan.databases, plan.parallel_rounds
+    );
+    rows.extend(bench_redis(plan, &raw).await?.unwrap_or_default());
     Ok((rows, requests))
 }
 

@@ -177,6 +177,20 @@ pub enum Error {
         logs_tail: String,
     },
 
+    /// Every unit of a fixture's pool (a Redis server's logical databases)
+    /// stayed leased by live processes for as long as a new lease may wait.
+    #[error("all {capacity} {what} stayed leased for {waited:?} ({holders}); release some sooner, or raise the number")]
+    Exhausted {
+        /// What ran out, naming the server: `logical databases of redis server …`.
+        what: String,
+        /// How many there are.
+        capacity: usize,
+        /// How long the lease waited.
+        waited: Duration,
+        /// Who holds them: `7 by this process, 2 by pid 4242`.
+        holders: String,
+    },
+
     /// Reading or packing a local file failed.
     #[error("{context}: {cause}")]
     Io {

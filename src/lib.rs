@@ -40,6 +40,9 @@
 //!   and the watchdog that removes its resources when it ends.
 //! - [`postgres`] (`modules/postgres.rs`): a shared PostgreSQL server and a
 //!   fresh database per test, cloned from a template of the migrations.
+//! - [`redis`] (`modules/redis.rs`): a shared Redis server and a logical
+//!   database leased per test. `modules/local.rs`: the fixtures' images
+//!   made from this machine's install.
 //!
 //! All Docker traffic runs on one small runtime owned by testdock, so every
 //! async method works from `#[tokio::test]` (either flavour), from a plain
@@ -89,7 +92,7 @@ pub use image::{ensure_image, Image, PullPolicy, LABEL_IMAGE};
 pub use interactive::{ExecSession, Interactive};
 pub use logs::{LogLine, LogSource, LogStream};
 pub use migrations::{BoxError, Migrations, TemplateDb, TemplateKey};
-pub use modules::postgres;
+pub use modules::{postgres, redis};
 pub use network::TestNetwork;
 pub use run::{LABEL_IDLE, LABEL_RUN};
 pub use session::{
@@ -122,4 +125,7 @@ fn _assert_impls() {
     send_sync::<postgres::TestDatabase>();
     send_sync::<postgres::PostgresServer>();
     send_sync::<postgres::SharedPostgres>();
+    send_sync::<redis::TestRedisDb>();
+    send_sync::<redis::RedisServer>();
+    send_sync::<redis::SharedRedis>();
 }

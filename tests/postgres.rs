@@ -4,6 +4,8 @@
 //! broken migrations, the connection cap. A real client (tokio-postgres)
 //! proves the URLs work.
 
+mod common;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -280,35 +282,13 @@ async fn failing_test_helper() {
 #[tokio::test]
 #[ignore = "requires Docker"]
 async fn a_failing_test_prints_its_url_and_keep_on_failure_keeps_the_server() {
-    let exe = std::env::current_exe().unwrap();
-    // A blocking wait on a blocking thread: the child takes seconds.
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(exe)
-            .args([
-                "failing_test_helper",
-                "--exact",
-                "--include-ignored",
-                "--test-threads=1",
-            ])
-            .env("TESTDOCK_PG_FAILING_HELPER", "1")
-            .env("TESTDOCK_KEEP", "on-failure")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // The kept server outlives the child: find it first, so it is removed
+    let env = [
+        ("TESTDOCK_PG_FAILING_HELPER", "1"),
+        ("TESTDOCK_KEEP", "on-failure"),
+    ];
+    // The kept server outlives the child: found first, so it is removed
     // whatever the checks below find.
-    let kept = text
-        .lines()
-        .find_map(|l| l.split("testdock: kept container ").nth(1))
-        .and_then(|rest| rest.split(['(', ')']).nth(1))
-        .map(str::to_string);
+    let (passed, text, kept) = common::run_child_test("failing_test_helper", &env).await;
     let url = text
         .lines()
         .find_map(|l| l.strip_prefix("helper: url "))
@@ -325,19 +305,10 @@ async fn a_failing_test_prints_its_url_and_keep_on_failure_keeps_the_server() {
         None => Err("no url".to_string()),
     };
     if let Some(id) = &kept {
-        let opts = testdock::bollard::query_parameters::RemoveContainerOptionsBuilder::new()
-            .force(true)
-            .v(true)
-            .build();
-        let docker = testdock::docker().await.unwrap();
-        docker
-            .bollard()
-            .remove_container(id, Some(opts))
-            .await
-            .unwrap();
+        common::remove_forced(id).await;
     }
 
-    assert!(!out.status.success(), "the helper passed:\n{text}");
+    assert!(!passed, "the helper passed:\n{text}");
     assert!(kept.is_some(), "the server was not kept:\n{text}");
     // Marked once, though the database and the server's guard both ask.
     assert_eq!(

@@ -1,26 +1,20 @@
 //! One server for the whole run, across processes. Each scenario starts a
-//! fake runner — this test binary, executed through a symlink named
-//! `cargo`, so that its children see a `cargo` parent exactly as test
-//! binaries under `cargo test` do — and has it start children (this binary
+//! fake runner (`common::runner`) and has it start children (this binary
 //! again) that use shared fixtures, kill them, and end the run in the ways
 //! runs end.
 
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
+use common::runner::{serve, Runner, ROLE, TAG};
 use common::{eventually, shell, unique};
 use testdock::bollard::query_parameters::ListContainersOptionsBuilder;
 use testdock::postgres::{Postgres, SharedPostgres};
 use testdock::{ContainerSpec, SharedContainer, WaitFor};
 
-const ROLE: &str = "TESTDOCK_SHARING_ROLE";
-const TAG: &str = "TESTDOCK_SHARING_TAG";
 const TAG_LABEL: &str = "test.sharing";
 
 /// What the children share: a sleeper, or (`fail-*` tags) a server that
@@ -51,76 +45,11 @@ static PG: SharedPostgres = SharedPostgres::new(|| {
 async fn sharing_probe() {
     unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
     match std::env::var(ROLE).as_deref() {
-        Ok("runner") => tokio::task::spawn_blocking(runner).await.unwrap(),
+        Ok("runner") => tokio::task::spawn_blocking(|| serve("sharing_probe"))
+            .await
+            .unwrap(),
         Ok(mode) => child(mode).await,
         Err(_) => {}
-    }
-}
-
-/// The fake runner: `spawn N MODE TAG`, `kill N`, `close N` on stdin; it
-/// prints `N: <line>` for each line its children print and `EXIT N` when
-/// one ends. It ends when its stdin closes, like a run after its last test.
-fn runner() {
-    let exe = std::env::current_exe().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in rx {
-            println!("{line}");
-        }
-    });
-    let mut children: HashMap<String, (Child, Option<ChildStdin>)> = HashMap::new();
-    for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["spawn", n, mode, tag] => {
-                let mut c = Command::new(&exe)
-                    .args([
-                        "--exact",
-                        "sharing_probe",
-                        "--include-ignored",
-                        "--nocapture",
-                    ])
-                    .env(ROLE, mode)
-                    .env(TAG, tag)
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap();
-                for (stream, prefix) in [
-                    (
-                        Box::new(c.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-                        "",
-                    ),
-                    (Box::new(c.stderr.take().unwrap()), "stderr "),
-                ] {
-                    let (tx, n) = (tx.clone(), n.to_string());
-                    std::thread::spawn(move || {
-                        for l in BufReader::new(stream).lines().map_while(Result::ok) {
-                            let _ = tx.send(format!("{n}: {prefix}{l}"));
-                        }
-                        if prefix.is_empty() {
-                            let _ = tx.send(format!("EXIT {n}"));
-                        } else {
-                            let _ = tx.send(format!("{n}: stderr <closed>"));
-                        }
-                    });
-                }
-                let stdin = c.stdin.take();
-                children.insert(n.to_string(), (c, stdin));
-            }
-            ["kill", n] => {
-                let _ = children.get_mut(*n).unwrap().0.kill();
-            }
-            ["close", n] => {
-                children.get_mut(*n).unwrap().1.take();
-            }
-            _ => panic!("runner: unknown command {line:?}"),
-        }
-    }
-    for (_, (mut c, stdin)) in children {
-        drop(stdin);
-        let _ = c.wait();
     }
 }
 
@@ -186,151 +115,6 @@ async fn child(mode: &str) {
     }
 }
 
-/// The test's side of a fake runner.
-struct Runner {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Runner {
-    fn start(env: &[(&str, &str)]) -> Runner {
-        let dir = std::env::temp_dir().join(unique("testdock-fake-cargo"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cargo = dir.join("cargo");
-        std::os::unix::fs::symlink(std::env::current_exe().unwrap(), &cargo).unwrap();
-        let mut cmd = Command::new(&cargo);
-        cmd.args([
-            "--exact",
-            "sharing_probe",
-            "--include-ignored",
-            "--nocapture",
-        ])
-        .env(ROLE, "runner");
-        // The fake runner's run, not the one this suite runs in.
-        for var in [
-            "NEXTEST_RUN_ID",
-            "TESTDOCK_RUN_ID",
-            "TESTDOCK_REUSE",
-            "TESTDOCK_SHARE",
-            "TESTDOCK_KEEP",
-            "CI",
-        ] {
-            cmd.env_remove(var);
-        }
-        let mut child = cmd
-            .envs(env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            // Its own group, as a terminal gives a job: Ctrl-C goes to it.
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        let out = BufReader::new(child.stdout.take().unwrap());
-        std::thread::spawn(move || {
-            for l in out.lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-        Runner {
-            stdin: child.stdin.take(),
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    fn say(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().unwrap();
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn spawn(&mut self, n: usize, mode: &str, tag: &str) {
-        self.say(&format!("spawn {n} {mode} {tag}"));
-    }
-
-    /// The rest of the first line of child `n` that starts with `word`.
-    fn expect(&mut self, n: usize, word: &str) -> String {
-        let prefix = format!("{n}: {word} ");
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            if let Some(i) = self.seen.iter().position(|l| l.contains(&prefix)) {
-                let l = self.seen.remove(i);
-                return l.split_once(&prefix).unwrap().1.to_string();
-            }
-            if self.seen.contains(&format!("EXIT {n}")) {
-                panic!(
-                    "child {n} exited without printing {word}; the run printed {:#?}",
-                    self.seen
-                );
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => self.seen.push(l),
-                Err(_) => panic!(
-                    "child {n} never printed {word}; the run printed {:#?}",
-                    self.seen
-                ),
-            }
-        }
-    }
-
-    fn expect_exit(&mut self, n: usize) {
-        let line = format!("EXIT {n}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !self.seen.contains(&line) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => self.seen.push(l),
-                Err(_) => panic!("child {n} did not exit; the run printed {:#?}", self.seen),
-            }
-        }
-    }
-
-    /// Waits for a line child `n` printed on stderr containing `needle`.
-    fn expect_stderr(&mut self, n: usize, needle: &str) {
-        let prefix = format!("{n}: stderr ");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !self
-            .seen
-            .iter()
-            .any(|l| l.starts_with(&prefix) && l.contains(needle))
-        {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => self.seen.push(l),
-                Err(_) => panic!(
-                    "child {n} never said {needle:?}; the run printed {:#?}",
-                    self.seen
-                ),
-            }
-        }
-    }
-
-    /// Ends the run as a run ends after its last test.
-    fn end(mut self) {
-        self.stdin.take();
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "the fake runner failed: {status}");
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-}
-
-impl Drop for Runner {
-    fn drop(&mut self) {
-        // A failed assertion must not leave the run's processes behind.
-        unsafe { libc::kill(-self.pid(), libc::SIGKILL) };
-        let _ = self.child.wait();
-    }
-}
-
 /// Containers carrying the scenario's tag, running or not.
 async fn tagged(tag: &str) -> Vec<String> {
     let docker = testdock::docker().await.unwrap();
@@ -378,7 +162,7 @@ async fn pg_servers(tag: &str) -> usize {
 #[ignore = "requires Docker"]
 async fn first_callers_at_once_start_exactly_one_and_other_specs_their_own() {
     let (a, b) = (unique("share-a"), unique("share-b"));
-    let mut run = Runner::start(&[]);
+    let mut run = Runner::start("sharing_probe", &[]);
     for n in 0..4 {
         run.spawn(n, "hold", &a);
     }
@@ -402,7 +186,7 @@ async fn first_callers_at_once_start_exactly_one_and_other_specs_their_own() {
 #[ignore = "requires Docker"]
 async fn the_creator_leaving_or_being_killed_leaves_it_to_the_others() {
     let a = unique("share-creator");
-    let mut run = Runner::start(&[]);
+    let mut run = Runner::start("sharing_probe", &[]);
     run.spawn(0, "hold", &a);
     let id = run.expect(0, "ID");
     // The creator exits normally first.
@@ -431,7 +215,7 @@ async fn the_creator_leaving_or_being_killed_leaves_it_to_the_others() {
 #[ignore = "requires Docker"]
 async fn ctrl_c_to_the_runners_group_ends_the_run() {
     let a = unique("share-ctrlc");
-    let mut run = Runner::start(&[]);
+    let mut run = Runner::start("sharing_probe", &[]);
     run.spawn(0, "hold", &a);
     run.expect(0, "ID");
     unsafe { libc::kill(-run.pid(), libc::SIGINT) };
@@ -442,7 +226,7 @@ async fn ctrl_c_to_the_runners_group_ends_the_run() {
 #[ignore = "requires Docker"]
 async fn a_process_that_joins_costs_no_watchdog_no_sweep_and_no_exit_listing() {
     let a = unique("share-cost");
-    let mut run = Runner::start(&[]);
+    let mut run = Runner::start("sharing_probe", &[]);
     run.spawn(0, "traced-hold", &a);
     let id = run.expect(0, "ID");
     // The run's container is the run's watchdog's, not the creator's.
@@ -454,11 +238,7 @@ async fn a_process_that_joins_costs_no_watchdog_no_sweep_and_no_exit_listing() {
     assert_eq!(run.expect(1, "WATCHDOG"), "none");
     run.expect_exit(1);
     run.expect_stderr(1, "<closed>");
-    let said: Vec<&String> = run
-        .seen
-        .iter()
-        .filter(|l| l.starts_with("1: stderr "))
-        .collect();
+    let said: Vec<&String> = run.seen().filter(|l| l.starts_with("1: stderr ")).collect();
     assert!(
         said.iter().any(|l| l.contains("connected to the engine")),
         "the joiner's events are seen: {said:#?}"
@@ -477,7 +257,7 @@ async fn a_process_that_joins_costs_no_watchdog_no_sweep_and_no_exit_listing() {
 #[ignore = "requires Docker"]
 async fn share_process_gives_each_process_its_own() {
     let a = unique("share-off");
-    let mut run = Runner::start(&[("TESTDOCK_SHARE", "process")]);
+    let mut run = Runner::start("sharing_probe", &[("TESTDOCK_SHARE", "process")]);
     run.spawn(0, "hold", &a);
     run.spawn(1, "hold", &a);
     let (id0, id1) = (run.expect(0, "ID"), run.expect(1, "ID"));
@@ -492,7 +272,7 @@ async fn share_process_gives_each_process_its_own() {
 #[ignore = "requires Docker"]
 async fn a_start_that_fails_is_an_error_naming_the_cause_for_every_caller() {
     let a = unique("fail-share");
-    let mut run = Runner::start(&[]);
+    let mut run = Runner::start("sharing_probe", &[]);
     for n in 0..3 {
         run.spawn(n, "fail", &a);
     }
@@ -512,7 +292,7 @@ async fn a_start_that_fails_is_an_error_naming_the_cause_for_every_caller() {
 #[ignore = "requires Docker"]
 async fn one_postgres_server_and_one_template_for_the_run() {
     let tag = unique("pgshare").replace('-', "_");
-    let mut run = Runner::start(&[]);
+    let mut run = Runner::start("sharing_probe", &[]);
     for n in 0..4 {
         run.spawn(n, "pg", &tag);
     }
@@ -539,12 +319,12 @@ async fn one_postgres_server_and_one_template_for_the_run() {
 async fn reuse_keeps_it_for_the_next_run_then_removes_it_once_idle() {
     let a = unique("share-reuse");
     let reuse = [("TESTDOCK_REUSE", "6s")];
-    let mut first = Runner::start(&reuse);
+    let mut first = Runner::start("sharing_probe", &reuse);
     first.spawn(0, "once", &a);
     let id = first.expect(0, "ID");
     first.end();
     assert!(common::exists(&id).await, "kept after its run for the next");
-    let mut second = Runner::start(&reuse);
+    let mut second = Runner::start("sharing_probe", &reuse);
     let asked = Instant::now();
     second.spawn(0, "once", &a);
     assert_eq!(second.expect(0, "ID"), id, "the next run joins it");
@@ -558,7 +338,10 @@ async fn reuse_keeps_it_for_the_next_run_then_removes_it_once_idle() {
 #[ignore = "requires Docker"]
 async fn reuse_is_refused_in_ci_and_says_so() {
     let a = unique("share-ci");
-    let mut run = Runner::start(&[("TESTDOCK_REUSE", "10m"), ("CI", "true")]);
+    let mut run = Runner::start(
+        "sharing_probe",
+        &[("TESTDOCK_REUSE", "10m"), ("CI", "true")],
+    );
     run.spawn(0, "once", &a);
     run.expect(0, "ID");
     run.expect_stderr(0, "TESTDOCK_REUSE is ignored because CI is set");

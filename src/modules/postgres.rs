@@ -43,6 +43,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+use super::fixture::{self, ImageChoice};
 use crate::engine::on_engine;
 use crate::{ContainerSpec, Error, Image, Result, TestContainer, WaitFor};
 
@@ -109,14 +110,6 @@ pub struct Postgres {
     prefetch: usize,
     shm_size: u64,
     startup_timeout: Duration,
-}
-
-#[derive(Clone, Debug)]
-enum ImageChoice {
-    /// The official image if present or pullable, else the local one.
-    Default,
-    Local,
-    Given(Image),
 }
 
 impl Default for Postgres {
@@ -365,49 +358,33 @@ impl Postgres {
         on_engine(async move {
             // A typo in a path must create nothing.
             self.migrations.load_off_runtime().await?;
-            let image = match &self.image {
-                ImageChoice::Given(i) => i.clone(),
-                ImageChoice::Local => Image::named(local_image().await?),
-                ImageChoice::Default => Image::named(image::default_image().await?),
-            };
+            let image = self.image.resolve::<image::Install, _>(local_image).await?;
             let spec = self.spec(image);
-            let container = match shared {
-                true => crate::shared::start_shared(spec).await?,
-                false => spec.start().await?,
-            };
-            match ready(&container, &self).await {
-                Ok((version, port, session)) => Ok(PostgresServer {
-                    inner: Arc::new(Inner {
-                        host: container.host().to_string(),
-                        container,
-                        port,
-                        version,
-                        user: self.user,
-                        password: self.password,
-                        admin_db: self.database,
-                        migrations: self.migrations,
-                        templates: Mutex::default(),
-                        session: tokio::sync::Mutex::new(Some(session)),
-                        claimers: Default::default(),
-                        claim_sessions: (self.max_connections as usize / 10)
-                            .saturating_sub(1)
-                            .min(2),
-                        pools: Mutex::default(),
-                        prefetch: self.prefetch,
-                        admin: Semaphore::new((self.max_connections as usize / 10).max(1)),
-                        next: AtomicU64::new(1),
-                        kept: AtomicBool::new(false),
-                    }),
+            let (container, (version, port, session)) =
+                fixture::start(spec, shared, async |c| ready(c, &self).await).await?;
+            Ok(PostgresServer {
+                inner: Arc::new(Inner {
+                    host: container.host().to_string(),
+                    container,
+                    port,
+                    version,
+                    user: self.user,
+                    password: self.password,
+                    admin_db: self.database,
+                    migrations: self.migrations,
+                    templates: Mutex::default(),
+                    session: tokio::sync::Mutex::new(Some(session)),
+                    claimers: Default::default(),
+                    claim_sessions: (self.max_connections as usize / 10)
+                        .saturating_sub(1)
+                        .min(2),
+                    pools: Mutex::default(),
+                    prefetch: self.prefetch,
+                    admin: Semaphore::new((self.max_connections as usize / 10).max(1)),
+                    next: AtomicU64::new(1),
+                    kept: AtomicBool::new(false),
                 }),
-                // A shared server is not this caller's to remove: the
-                // run removes it (and the process's own goes at exit).
-                Err(e) if shared => Err(e),
-                Err(e) => {
-                    // Awaited: the caller sees the error once nothing is left.
-                    let _ = container.teardown().await;
-                    Err(e)
-                }
-            }
+            })
         })
         .await
     }

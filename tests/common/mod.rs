@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use testdock::{ContainerSpec, HostImage, Image};
 
+pub mod runner;
+
 /// `sh`, `bash`, core tools — what most tests exec into.
 pub fn shell() -> Image {
     HostImage::shell().into()
@@ -117,4 +119,52 @@ pub async fn assert_gone(id: &str) {
         },
     )
     .await;
+}
+
+/// Runs this test binary's `test` alone in a child process with `env` (a
+/// test made to fail there); returns whether it passed, its stdout and
+/// stderr together, and the id of the container it said it kept.
+pub async fn run_child_test(test: &str, env: &[(&str, &str)]) -> (bool, String, Option<String>) {
+    let exe = std::env::current_exe().unwrap();
+    let (test, env): (String, Vec<(String, String)>) = (
+        test.to_string(),
+        env.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    // A blocking wait on a blocking thread: the child takes seconds.
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(exe)
+            .args([&test, "--exact", "--include-ignored", "--test-threads=1"])
+            .envs(env)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kept = text
+        .lines()
+        .find_map(|l| l.split("testdock: kept container ").nth(1))
+        .and_then(|rest| rest.split(['(', ')']).nth(1))
+        .map(str::to_string);
+    (out.status.success(), text, kept)
+}
+
+/// Removes a container, forced, with its volumes: what a kept one needs.
+pub async fn remove_forced(id: &str) {
+    let opts = testdock::bollard::query_parameters::RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .v(true)
+        .build();
+    let docker = testdock::docker().await.unwrap();
+    docker
+        .bollard()
+        .remove_container(id, Some(opts))
+        .await
+        .unwrap();
 }

@@ -2,17 +2,11 @@
 //! machine's own PostgreSQL install, with the cluster initialised at build
 //! time so a start only copies it into a tmpfs.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
-use bollard::query_parameters::BuildImageOptionsBuilder;
-use futures_util::StreamExt;
-use sha2::{Digest, Sha256};
-
-use crate::engine::{client, on_engine};
-use crate::error::{status_of, Error, Result};
-use crate::{HostImage, LABEL_IMAGE};
+use crate::error::{Error, Result};
+use crate::modules::local;
+use crate::HostImage;
 
 /// The official image tried first by default: small, and PostgreSQL 16.
 pub const OFFICIAL_IMAGE: &str = "postgres:16-alpine";
@@ -54,11 +48,11 @@ const TOOLS: &[&str] = &[
 /// [`Error::Docker`] when the build fails.
 pub async fn local_image() -> Result<String> {
     static BUILT: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
-    BUILT.get_or_try_init(|| on_engine(build())).await.cloned()
+    local::once::<Install>(&BUILT).await
 }
 
 /// A PostgreSQL install: `/usr/lib/postgresql/<major>` and its share dir.
-struct Install {
+pub(crate) struct Install {
     major: String,
     root: PathBuf,
     share: PathBuf,
@@ -94,27 +88,6 @@ impl Install {
             .join(name)
             .to_string_lossy()
             .into_owned()
-    }
-
-    /// Cheap to compute, so a present image costs no packing: the recipe,
-    /// and size and mtime of the binaries (a package upgrade changes them).
-    fn fingerprint(&self) -> String {
-        let mut h = Sha256::new();
-        h.update(RECIPE_VERSION);
-        h.update(ENTRYPOINT);
-        h.update(dockerfile("base"));
-        h.update(self.root.to_string_lossy().as_bytes());
-        for bin in ["postgres", "initdb", "psql"] {
-            if let Ok(meta) = std::fs::metadata(self.bin(bin)) {
-                let mtime = meta
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_nanos());
-                h.update(format!("{bin}:{}:{mtime};", meta.len()));
-            }
-        }
-        crate::util::hex(&h.finalize()[..8])
     }
 
     /// The files: server and client binaries, every server library but the
@@ -185,145 +158,51 @@ CMD ["postgres"]
     )
 }
 
-/// The server's image as [`Postgres`](super::Postgres) picks it by
-/// default, cheapest first: the official image if present, the local one if
-/// already built, the official one if it can be pulled, else the local one,
-/// built now. So an air-gapped machine does not try a pull on every run.
-pub(crate) async fn default_image() -> Result<String> {
-    if present(OFFICIAL_IMAGE).await? {
-        return Ok(OFFICIAL_IMAGE.to_string());
-    }
-    if let Some((_, reference)) = installed() {
-        if present(&reference).await? {
-            return Ok(reference);
-        }
-    }
-    match crate::ensure_image(OFFICIAL_IMAGE).await {
-        Ok(()) => Ok(OFFICIAL_IMAGE.to_string()),
-        Err(official) => {
-            if let Some((install, _)) = installed() {
-                crate::progress::say(without_registry(OFFICIAL_IMAGE, &install.major));
-            }
-            local_image()
-                .await
-                .map_err(|local| Error::ImageUnavailable {
-                    image: format!("{OFFICIAL_IMAGE} | {REPOSITORY}"),
-                    reason: format!("{official}; {local}"),
-                })
-        }
-    }
-}
+impl local::Install for Install {
+    const PRODUCT: &'static str = "PostgreSQL";
+    const OFFICIAL: &'static str = OFFICIAL_IMAGE;
+    const REPOSITORY: &'static str = REPOSITORY;
+    const LABEL: &'static str = "postgres";
 
-/// Why the first run on a machine without a registry builds an image.
-fn without_registry(official: &str, major: &str) -> String {
-    format!(
-        "{official} cannot be pulled (no registry reachable?); using this machine's \
-         PostgreSQL {major} instead"
-    )
-}
-
-/// What a build of the local image says first: it takes a while, once.
-fn building_locally(reference: &str, install: &Path, major: &str) -> String {
-    format!(
-        "building {reference} from this machine's PostgreSQL {major} ({}): first time only, \
-         later runs reuse it",
-        install.display()
-    )
-}
-
-/// The install and the reference of its image, if PostgreSQL is installed.
-fn installed() -> Option<(Install, String)> {
-    Install::find().map(|install| {
-        let reference = format!("{REPOSITORY}:{}-{}", install.major, install.fingerprint());
-        (install, reference)
-    })
-}
-
-async fn present(reference: &str) -> Result<bool> {
-    match client().await?.inspect_image(reference).await {
-        Ok(_) => Ok(true),
-        Err(e) if status_of(&e) == Some(404) => Ok(false),
-        Err(e) => Err(Error::docker(format!("inspect image {reference}"), e)),
+    fn find() -> Option<Install> {
+        Install::find()
     }
-}
 
-async fn build() -> Result<String> {
-    let Some((install, reference)) = installed() else {
-        return Err(Error::ImageUnavailable {
-            image: format!("{REPOSITORY} (made from the local install)"),
-            reason: format!(
-                "no PostgreSQL server under {INSTALL_ROOT}/<version>/bin/postgres; install one \
-                 (apt-get install postgresql) or make a registry with {OFFICIAL_IMAGE} reachable"
-            ),
-        });
-    };
-    if present(&reference).await? {
-        return Ok(reference);
+    fn missing() -> String {
+        format!(
+            "no PostgreSQL server under {INSTALL_ROOT}/<version>/bin/postgres; install one \
+             (apt-get install postgresql) or make a registry with {OFFICIAL_IMAGE} reachable"
+        )
     }
-    let t0 = std::time::Instant::now();
-    crate::progress::say(building_locally(&reference, &install.root, &install.major));
-    let r = reference.clone();
-    let _still = crate::progress::Ticker::start(move |waited| {
-        format!("still building {r} ({} s)", waited.as_secs())
-    });
-    let docker = client().await?;
-    let base = tokio::task::spawn_blocking(move || install.host_image())
-        .await
-        .expect("listing the PostgreSQL install panicked")?
-        .build()
-        .await?;
-    let context = build_context(&dockerfile(&base))?;
-    let labels = HashMap::from([(LABEL_IMAGE, "postgres")]);
-    let opts = BuildImageOptionsBuilder::new()
-        .dockerfile("Dockerfile")
-        .t(&reference)
-        .rm(true)
-        .forcerm(true)
-        .labels(&labels)
-        .build();
-    let op = || format!("build image {reference}");
-    let mut output = String::new();
-    let mut stream = docker.build_image(opts, None, Some(bollard::body_full(context.into())));
-    while let Some(info) = stream.next().await {
-        let info = info.map_err(|e| Error::docker(op(), e))?;
-        if let Some(s) = info.stream {
-            crate::progress::build_steps(&reference, &s);
-            output.push_str(&s);
-        }
-        if let Some(detail) = info.error_detail {
-            return Err(Error::ImageUnavailable {
-                image: reference,
-                reason: format!(
-                    "building it from the local install failed: {}\n{}",
-                    detail.message.unwrap_or_default(),
-                    crate::util::tail_lines(&output, 20)
-                ),
-            });
-        }
-    }
-    crate::progress::say(format!(
-        "built {reference} in {}",
-        crate::progress::secs(t0.elapsed())
-    ));
-    tracing::info!(
-        image = %reference,
-        elapsed_ms = crate::trace::ms(t0),
-        "postgres image built from the local install"
-    );
-    Ok(reference)
-}
 
-/// A build context holding only the Dockerfile.
-fn build_context(dockerfile: &str) -> Result<Vec<u8>> {
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_size(dockerfile.len() as u64);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    let io = |e| Error::io("cannot make the build context of the PostgreSQL image", e);
-    b.append_data(&mut h, "Dockerfile", dockerfile.as_bytes())
-        .map_err(io)?;
-    b.into_inner().map_err(io)
+    fn version(&self) -> &str {
+        &self.major
+    }
+
+    fn location(&self) -> &Path {
+        &self.root
+    }
+
+    fn fingerprint(&self) -> String {
+        let bins = ["postgres", "initdb", "psql"].map(|b| PathBuf::from(self.bin(b)));
+        local::fingerprint(
+            &[
+                RECIPE_VERSION,
+                ENTRYPOINT,
+                &dockerfile("base"),
+                &self.root.to_string_lossy(),
+            ],
+            bins.iter().map(PathBuf::as_path),
+        )
+    }
+
+    fn host_image(&self) -> Result<HostImage> {
+        Install::host_image(self)
+    }
+
+    fn dockerfile(base: &str) -> String {
+        dockerfile(base)
+    }
 }
 
 #[cfg(test)]
@@ -337,29 +216,6 @@ mod tests {
             .status()
             .unwrap();
         assert!(status.success());
-    }
-
-    #[test]
-    fn a_first_run_without_registry_says_what_and_why() {
-        let why = without_registry("postgres:16-alpine", "15");
-        assert_eq!(
-            why,
-            "postgres:16-alpine cannot be pulled (no registry reachable?); using this \
-             machine's PostgreSQL 15 instead"
-        );
-        let what = building_locally(
-            "testdock/postgres:15-abc",
-            Path::new("/usr/lib/postgresql/15"),
-            "15",
-        );
-        assert!(
-            what.starts_with(
-                "building testdock/postgres:15-abc from this machine's PostgreSQL 15 \
-                 (/usr/lib/postgresql/15): first time only"
-            ),
-            "{what}"
-        );
-        assert!(what.ends_with("later runs reuse it"), "{what}");
     }
 
     #[test]
