@@ -89,7 +89,7 @@ pub use image::{ensure_image, Image, PullPolicy, LABEL_IMAGE};
 pub use interactive::{ExecSession, Interactive};
 pub use logs::{LogLine, LogSource, LogStream};
 pub use migrations::{BoxError, Migrations, TemplateDb, TemplateKey};
-pub use modules::postgres;
+pub use modules::{mysql, postgres};
 pub use network::TestNetwork;
 pub use run::{LABEL_IDLE, LABEL_RUN};
 pub use session::{
@@ -122,4 +122,7 @@ fn _assert_impls() {
     send_sync::<postgres::TestDatabase>();
     send_sync::<postgres::PostgresServer>();
     send_sync::<postgres::SharedPostgres>();
+    send_sync::<mysql::TestDatabase>();
+    send_sync::<mysql::MysqlServer>();
+    send_sync::<mysql::SharedMysql>();
 }

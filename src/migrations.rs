@@ -191,7 +191,9 @@ impl TemplateKey {
     /// directories (names relative to each path given, and contents), read
     /// each time a template is asked for.
     pub fn files<P: Into<PathBuf>>(paths: impl IntoIterator<Item = P>) -> Self {
-        TemplateKey(KeySource::Files(paths.into_iter().map(Into::into).collect()))
+        TemplateKey(KeySource::Files(
+            paths.into_iter().map(Into::into).collect(),
+        ))
     }
 
     /// How errors name the key.
@@ -218,7 +220,10 @@ impl TemplateKey {
                     h.update(root.to_string_lossy().as_bytes());
                     for (rel, path) in files {
                         let text = std::fs::read(&path).map_err(|e| {
-                            Error::io(format!("cannot read `{}` for a template key", path.display()), e)
+                            Error::io(
+                                format!("cannot read `{}` for a template key", path.display()),
+                                e,
+                            )
                         })?;
                         for part in [rel.as_bytes(), &text[..]] {
                             h.update((part.len() as u64).to_le_bytes());
@@ -247,7 +252,12 @@ impl From<String> for TemplateKey {
 /// Every file under `path` (or `path` itself), with its name relative to
 /// `root`.
 fn walk(root: &Path, path: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<()> {
-    let io = |e| Error::io(format!("cannot read `{}` for a template key", path.display()), e);
+    let io = |e| {
+        Error::io(
+            format!("cannot read `{}` for a template key", path.display()),
+            e,
+        )
+    };
     let meta = std::fs::metadata(path).map_err(io)?;
     if meta.is_file() {
         let rel = path.strip_prefix(root).unwrap_or(path);
@@ -309,7 +319,9 @@ pub(crate) struct TemplateCode {
 impl std::fmt::Debug for TemplateCode {
     // The key stands for the code: it is what tells two templates apart.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TemplateCode").field("key", &self.key).finish_non_exhaustive()
+        f.debug_struct("TemplateCode")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
     }
 }
 

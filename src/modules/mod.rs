@@ -1,4 +1,6 @@
 //! Ready-made fixtures for common servers, each a public module of the
-//! crate (`testdock::postgres`).
+//! crate (`testdock::postgres`, `testdock::mysql`).
 
+pub mod mysql;
+mod naming;
 pub mod postgres;

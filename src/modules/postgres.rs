@@ -45,10 +45,10 @@ use tokio::sync::Semaphore;
 use crate::engine::on_engine;
 use crate::{ContainerSpec, Error, Image, Result, TestContainer, WaitFor};
 
-use database::Origin;
+use super::naming::Origin;
+pub use crate::migrations::{Migrations, TemplateDb, TemplateKey};
 pub use database::TestDatabase;
 pub use image::{local_image, OFFICIAL_IMAGE};
-pub use crate::migrations::{Migrations, TemplateDb, TemplateKey};
 use server::Inner;
 pub use server::PostgresServer;
 use session::Session;

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OnceCell, Semaphore};
 
 use super::migrations::parse_failure;
-use crate::migrations::{self, Script};
 use super::session::{self, Session};
 use super::{
     ident, percent_encode, Migrations, Origin, TestDatabase, ADMIN_TIMEOUT, CONNECTION_WAIT,
     SQL_DIR,
 };
 use crate::engine::{client, on_engine};
+use crate::migrations::{self, Script};
 use crate::{Error, ExecOutput, Result, TestContainer};
 
 /// How long a process waits for another to make a template it needs.
