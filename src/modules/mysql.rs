@@ -80,7 +80,7 @@ const MAX_NAME: usize = 64;
 ///
 /// Defaults: user `root`, password `root`; the official image where it can
 /// be had, else [`local_image`]; `max_connections=500`; no migrations; up
-/// to 4 copies prefetched.
+/// to 8 copies prefetched.
 ///
 /// # Examples
 ///
@@ -144,7 +144,7 @@ impl Mysql {
             init_sql_count: 0,
             settings: Vec::new(),
             max_connections: 500,
-            prefetch: 4,
+            prefetch: 8,
             startup_timeout: Duration::from_secs(60),
         }
     }
@@ -256,7 +256,7 @@ impl Mysql {
         self
     }
 
-    /// How many copies of a template are kept ready (default 4; 0 turns
+    /// How many copies of a template are kept ready (default 8; 0 turns
     /// prefetching off). A process starts prefetching when it takes its
     /// second database of a template, and refills as it takes them.
     pub fn prefetch(mut self, copies: usize) -> Self {
@@ -423,6 +423,7 @@ impl Mysql {
                         templates: Mutex::default(),
                         session: tokio::sync::Mutex::new(Some(session)),
                         background: tokio::sync::Mutex::new(None),
+                        dropper: tokio::sync::Mutex::new(None),
                         next: AtomicU64::new(1),
                         kept: AtomicBool::new(false),
                     }),

@@ -163,9 +163,7 @@ impl Recipe {
                 s.push_str(&body.replace(&qualified.0, &qualified.1));
                 s.push_str(&format!("{DELIMITER}\n"));
             }
-            s.push_str(&format!(
-                "DELIMITER ;\nSET SESSION sql_mode = @testdock_mode;\n"
-            ));
+            s.push_str("DELIMITER ;\nSET SESSION sql_mode = @testdock_mode;\n");
         };
         bodies(&mut s, &self.bodies_before_views);
         for v in &self.views {

@@ -82,11 +82,16 @@ fn fingerprint() -> String {
 /// The files: server, client, share files (system tables' SQL, error
 /// messages, character sets) and plugins.
 fn host_image() -> HostImage {
-    HostImage::new("testdock/mariadb-files")
+    let image = HostImage::new("testdock/mariadb-files")
         .binaries(TOOLS.iter().copied())
         .binaries([SERVER, CLIENT])
-        .path(SHARE)
-        .path(PLUGINS)
+        .path(SHARE);
+    // mariadb-server has them, mariadb-server-core alone not.
+    let image = match Path::new(PLUGINS).is_dir() {
+        true => image.path(PLUGINS),
+        false => image,
+    };
+    image
         .file(
             "/etc/passwd",
             "root:x:0:0:root:/root:/bin/sh\n\
@@ -110,7 +115,7 @@ fn host_image() -> HostImage {
 fn dockerfile(base: &str) -> String {
     format!(
         r#"FROM {base}
-RUN mkdir -p /var/lib/mysql-init /var/lib/mysql /run/mysqld /docker-entrypoint-initdb.d /tmp \
+RUN mkdir -p /var/lib/mysql-init /var/lib/mysql /run/mysqld /docker-entrypoint-initdb.d /tmp {PLUGINS} \
  && chown -R 999:999 /var/lib/mysql-init /var/lib/mysql /run/mysqld \
  && chmod 1777 /tmp
 USER 999:999

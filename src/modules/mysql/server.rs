@@ -51,6 +51,9 @@ pub(super) struct Inner {
     pub(super) session: tokio::sync::Mutex<Option<Session>>,
     /// The session that prefetches, so a test never queues behind it.
     pub(super) background: tokio::sync::Mutex<Option<Session>>,
+    /// The session that drops passing tests' databases, off the path of
+    /// the next copy.
+    pub(super) dropper: tokio::sync::Mutex<Option<Session>>,
     /// Makes database names unique within the process.
     pub(super) next: AtomicU64,
     /// Whether the container was marked kept for a failing test.
@@ -454,8 +457,11 @@ impl Inner {
 
     pub(super) async fn drop_database(&self, name: &str) -> Result<()> {
         let t0 = Instant::now();
-        self.sql(&format!("DROP DATABASE IF EXISTS {}", ident(name)))
-            .await?;
+        self.sql_on(
+            &self.dropper,
+            &format!("DROP DATABASE IF EXISTS {}", ident(name)),
+        )
+        .await?;
         tracing::debug!(
             database = name,
             server = self.container.name(),
