@@ -31,6 +31,13 @@
 //! | 16 parallel lifecycles | wall time of 16 at once (4 when quick) | the same |
 //! | per-test PostgreSQL database | `fresh_database()` + dropping its guard | `psql -c` execs: `CREATE DATABASE … TEMPLATE`, `DROP DATABASE` |
 //! | create | `fresh_database()` | the `CREATE DATABASE` exec |
+//! | fresh db, prefetch, N takers | `fresh_database()` with ready clones, N tasks at once | `#[sqlx::test]`'s way: `CREATE DATABASE` + the migrations, from the host |
+//! | no prefetch, N takers | `fresh_database()` with `.prefetch(0)` | the same |
+//! | clone FILE_COPY/WAL_LOG | `CREATE DATABASE … STRATEGY FILE_COPY` | `… STRATEGY WAL_LOG` |
+//!
+//! The realistic-schema rows (`examples/bench/templates.rs`) use
+//! `fixtures/migrations/realistic`: 24 tables with indexes and foreign
+//! keys, a view, a trigger and seed rows.
 //! | MariaDB db, prefetch/no prefetch, 1 or 8 takers | `fresh_database()` (prefetch on, or `prefetch(0)`) | `CREATE DATABASE` and the migrations from a host client, as `#[sqlx::test]` does |
 //!
 //! The database rows share one server, started once (untimed) from the
@@ -67,6 +74,9 @@ use testdock::bollard::query_parameters::{
 };
 use testdock::postgres::{Postgres, PostgresServer};
 use testdock::{ContainerSpec, HostImage, LABEL_EXPIRES, LABEL_MANAGED, LABEL_PID, LABEL_SESSION};
+
+#[path = "bench/templates.rs"]
+mod templates;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type Result<T, E = Error> = std::result::Result<T, E>;
@@ -205,6 +215,8 @@ enum Target {
     Ratio(f64),
     /// testdock median below this, whatever raw does.
     Below(Duration),
+    /// testdock median below this and at most this multiple of raw's.
+    BelowAndRatio(Duration, f64),
     /// Shown for diagnosis only.
     None,
 }
@@ -214,6 +226,7 @@ impl Target {
         match self {
             Target::Ratio(r) => format!("≤ {r:.2}×"),
             Target::Below(d) => format!("< {}", fmt_duration(d)),
+            Target::BelowAndRatio(d, r) => format!("≤ {}, ≤ {r:.2}×", fmt_duration(d)),
             Target::None => "—".into(),
         }
     }
@@ -222,6 +235,7 @@ impl Target {
         match self {
             Target::Ratio(r) => Some(ratio(testdock, raw) <= r),
             Target::Below(d) => Some(testdock < d),
+            Target::BelowAndRatio(d, r) => Some(testdock <= d && ratio(testdock, raw) <= r),
             Target::None => None,
         }
     }
@@ -1032,6 +1046,8 @@ async fn run(plan: Plan, raw: Arc<Raw>) -> Result<(Vec<Row>, (f64, f64))> {
     rows.push(bench_parallel(plan, &raw).await?);
     eprintln!("· per-test PostgreSQL database, {} × 2", plan.databases);
     rows.extend(bench_postgres(plan, &raw).await?.unwrap_or_default());
+    eprintln!("· per-test databases from a realistic schema: prefetch, none, migrate per test");
+    rows.extend(templates::bench(plan).await?.unwrap_or_default());
     eprintln!("· per-test MariaDB database");
     rows.extend(bench_mysql(plan).await?.unwrap_or_default());
     Ok((rows, requests))

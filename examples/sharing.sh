@@ -24,11 +24,13 @@ settle() {
 }
 
 declare -A wall servers
+# Set to 0 for a way that must find the previous way's server: the rerun.
+settle_first=1
 run_way() { # name, env assignments..., -- command...
   local name=$1; shift
   local envs=()
   while [ "$1" != "--" ]; do envs+=("$1"); shift; done; shift
-  settle
+  [ "$settle_first" = 1 ] && settle
   local t0 t1 ids=/tmp/testdock-sharing-servers-$$
   rm -f "$ids"; t0=$(date +%s.%N)
   env TESTDOCK_BENCH_SERVERS="$ids" "${envs[@]}" "$@" >/tmp/testdock-sharing-$$.log 2>&1 ||
@@ -37,6 +39,7 @@ run_way() { # name, env assignments..., -- command...
   wall[$name]=$(python3 -c "print(f'{$t1 - $t0:.2f}')")
   # Distinct servers the tests were given; a reused one was not started.
   servers[$name]=$(sort -u "$ids" | wc -l)
+  sort -u "$ids" >"/tmp/testdock-sharing-ids-$$-${name//[^a-z0-9]/_}"
   rm -f "$ids"
 }
 
@@ -50,7 +53,17 @@ one=(cargo nextest run --test db_suite --run-ignored all -E 'test(=db_01)')
 run_way "one test, cold"            X=1 -- "${one[@]}"
 # A short idle time: the reused server removes itself soon after.
 run_way "one test, reuse (1st run)" TESTDOCK_REUSE=20s -- "${one[@]}"
+# Not settled first: the rerun must find the server the 1st run left.
+settle_first=0
 run_way "one test, reuse (rerun)"   TESTDOCK_REUSE=20s -- "${one[@]}"
+settle_first=1
+id_file() { echo "/tmp/testdock-sharing-ids-$$-${1//[^a-z0-9]/_}"; }
+if cmp -s "$(id_file "one test, reuse (1st run)")" "$(id_file "one test, reuse (rerun)")"; then
+  servers["one test, reuse (rerun)"]="1 (joined)"
+else
+  servers["one test, reuse (rerun)"]="1 (NOT the 1st run's)"
+fi
+rm -f /tmp/testdock-sharing-ids-$$-*
 
 printf '%-28s %10s %8s\n' way "wall (s)" "servers used"
 for k in "nextest, shared" "nextest, per process" "cargo test, shared" "cargo test, per process" \

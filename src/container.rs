@@ -333,10 +333,14 @@ pub(crate) async fn create_as(
     };
     let (image, pull_if_missing) = spec.image.resolve_lazily().await?;
     let base_labels = run.map_or_else(labels, crate::run::labels);
+    // The run's resources are the run's watchdog's; this process's own
+    // need its watchdog up before the first create.
+    if run.is_none() {
+        reaper::note_created().await;
+    }
     let owned = Owned {
         volumes: create_volumes(docker, spec, &base_labels).await?,
     };
-    reaper::note_created();
     let body = body(
         spec,
         &image,

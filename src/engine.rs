@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 /// Two workers: one is enough for the I/O, the second keeps a slow
 /// removal from delaying an exec round trip.
 static RUNTIME: Lazy<Runtime> = Lazy::new(|| {
+    RUNTIME_PID.store(std::process::id(), std::sync::atomic::Ordering::Relaxed);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("testdock-engine")
@@ -27,6 +28,9 @@ static RUNTIME: Lazy<Runtime> = Lazy::new(|| {
         .build()
         .expect("testdock: cannot start its engine runtime (out of threads?)")
 });
+
+/// The process that started the runtime: a child forked from it has none.
+static RUNTIME_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 static ENGINE: tokio::sync::OnceCell<Docker> = tokio::sync::OnceCell::const_new();
 
@@ -235,6 +239,15 @@ where
     RUNTIME.spawn(fut);
 }
 
+/// The process whose runtime it is, once started. A child forked from it
+/// inherits the statics, not the runtime's threads.
+pub(crate) fn runtime_pid() -> Option<u32> {
+    match RUNTIME_PID.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => None,
+        pid => Some(pid),
+    }
+}
+
 /// The runtime if something already started it. The exit hook uses this so
 /// it never starts a runtime of its own.
 pub(crate) fn runtime_if_started() -> Option<&'static Runtime> {
@@ -269,7 +282,6 @@ async fn connect() -> Result<Docker> {
                     session = crate::session::session_id(),
                     "connected to the engine"
                 );
-                on_session_start(&engine);
                 return Ok(engine);
             }
             Err(why) => tried.push(format!("{} ({why})", c.endpoint)),
@@ -278,23 +290,6 @@ async fn connect() -> Result<Docker> {
     Err(Error::DockerUnavailable {
         tried: tried.join(", "),
     })
-}
-
-/// A session's first connection starts its watchdog and sweeps what dead
-/// sessions left — both in the background, never delaying the first
-/// container. A watchdog process does neither.
-fn on_session_start(engine: &Docker) {
-    if crate::watchdog::is_watchdog() {
-        return;
-    }
-    let (endpoint, tls) = (engine.endpoint.clone(), engine.tls.clone());
-    tokio::task::spawn_blocking(move || crate::watchdog::start(&endpoint, &tls));
-    tokio::spawn(async {
-        if let Err(e) = crate::sweep::sweep_on_engine().await {
-            tracing::warn!(error = %e, "sweeping stale resources failed");
-            eprintln!("testdock: sweeping stale resources failed: {e}");
-        }
-    });
 }
 
 async fn try_endpoint(c: &Candidate) -> std::result::Result<Docker, String> {
@@ -347,6 +342,7 @@ async fn try_endpoint(c: &Candidate) -> std::result::Result<Docker, String> {
     };
     let client = client.with_request_modifier(|req| {
         REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::trace!(method = %req.method(), uri = %req.uri().path(), "request");
         req
     });
     match tokio::time::timeout(PING_TIMEOUT, client.ping()).await {

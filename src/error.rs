@@ -85,6 +85,16 @@ pub enum Error {
         message: String,
     },
 
+    /// A migrations directory is in no layout testdock can read, or mixes
+    /// layouts: nothing was applied, rather than a silently empty schema.
+    #[error("cannot read the migrations in `{dir}`: {found}")]
+    MigrationLayout {
+        /// The directory as given.
+        dir: String,
+        /// What was found there, and what each layout expects.
+        found: String,
+    },
+
     /// The user's own code that makes a template (a migrator run by
     /// `template(key, …)`) returned an error or panicked; the half-made
     /// template has been dropped, so the next call tries again.

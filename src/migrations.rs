@@ -10,13 +10,32 @@ use sha2::{Digest, Sha256};
 
 use crate::{Error, Result};
 
-/// SQL scripts applied, in order, once per server into a template database
-/// that every fresh database is cloned from.
+/// What a template database is made from, applied in the order added,
+/// once per server (once per run when the server is shared run-wide):
+/// directories of SQL in the layouts of the ecosystem's migrators, SQL
+/// given as text, and the user's own migrator code.
 ///
 /// The template is named `tmpl_<hash>`, the hash covering every script's
-/// name and text: a changed schema makes a new template, an unchanged one is
-/// reused. Directories are read when a template is asked for, so an edit
-/// between two calls is seen.
+/// name and text and every code step's [`TemplateKey`]: a changed schema
+/// makes a new template, an unchanged one is reused. Directories are read
+/// when a template is asked for, so an edit between two calls is seen.
+///
+/// # Directory layouts
+///
+/// [`dir`](Migrations::dir) tells the layout from the files; the named
+/// constructors insist on one. Only the "up" half is applied:
+///
+/// | layout | files | order |
+/// |---|---|---|
+/// | sqlx | `<version>_<name>.sql`, or `.up.sql`/`.down.sql` pairs | version, as a number |
+/// | refinery | `V<n>__<name>.sql` (`U<n>__` undo files ignored) | `n`, as a number |
+/// | diesel | `<timestamp>_<name>/up.sql` (and `down.sql`) | directory name |
+/// | plain | any `*.sql` | file name |
+///
+/// A directory that fits none of them (no migrations at all, layouts mixed,
+/// a diesel directory without `up.sql`, refinery's Rust migrations, two
+/// files with one version) is [`Error::MigrationLayout`] saying what it
+/// found — never a silently empty schema.
 ///
 /// # Examples
 ///
@@ -24,7 +43,7 @@ use crate::{Error, Result};
 /// use testdock::postgres::Migrations;
 ///
 /// let m = Migrations::new()
-///     .dir("fixtures/sql") // every *.sql in it, in name order
+///     .dir("fixtures/sql") // layout detected from the files
 ///     .sql("seed", "INSERT INTO users (name) VALUES ('ada')");
 /// # let _ = m;
 /// ```
@@ -35,8 +54,29 @@ pub struct Migrations {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Source {
-    Dir(PathBuf),
+    Dir(PathBuf, Option<Layout>),
     Sql { name: String, text: String },
+    Code(TemplateCode),
+}
+
+/// How a migrations directory is laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    Sqlx,
+    Refinery,
+    Diesel,
+    Plain,
+}
+
+impl Layout {
+    fn name(self) -> &'static str {
+        match self {
+            Layout::Sqlx => "sqlx",
+            Layout::Refinery => "refinery",
+            Layout::Diesel => "diesel",
+            Layout::Plain => "plain SQL",
+        }
+    }
 }
 
 /// One script, read.
@@ -47,90 +87,178 @@ pub(crate) struct Script {
     pub(crate) text: String,
 }
 
+/// One step of making a template, read and ready to apply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    Sql(Script),
+    /// The user's code, with its key resolved (files hashed).
+    Code(TemplateCode, String),
+}
+
 impl Migrations {
     /// No scripts: the template is an empty database.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Adds every `*.sql` file in `dir` (relative paths are from the current
-    /// directory, the package root under `cargo test`), in name order.
-    /// Other files and subdirectories are ignored.
-    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.sources.push(Source::Dir(dir.into()));
-        self
+    /// Adds the migrations in `dir` (relative paths are from the current
+    /// directory, the package root under `cargo test`), its layout told
+    /// from its files: see [Directory layouts](Migrations#directory-layouts).
+    pub fn dir(self, dir: impl Into<PathBuf>) -> Self {
+        self.source(Source::Dir(dir.into(), None))
+    }
+
+    /// Adds a directory of sqlx migrations (`migrations/` of
+    /// `sqlx::migrate!()`): `<version>_<name>.sql`, or reversible
+    /// `<version>_<name>.up.sql` (the `.down.sql` is skipped), by version.
+    pub fn sqlx(self, dir: impl Into<PathBuf>) -> Self {
+        self.source(Source::Dir(dir.into(), Some(Layout::Sqlx)))
+    }
+
+    /// Adds a directory of refinery migrations: `V<n>__<name>.sql` by `n`;
+    /// `U<n>__` undo files are skipped.
+    pub fn refinery(self, dir: impl Into<PathBuf>) -> Self {
+        self.source(Source::Dir(dir.into(), Some(Layout::Refinery)))
+    }
+
+    /// Adds a diesel `migrations/` directory: `up.sql` of each
+    /// `<timestamp>_<name>/` directory, in directory order.
+    pub fn diesel(self, dir: impl Into<PathBuf>) -> Self {
+        self.source(Source::Dir(dir.into(), Some(Layout::Diesel)))
+    }
+
+    /// Adds every `*.sql` file in `dir`, in name order; nothing else in it
+    /// is read.
+    pub fn plain(self, dir: impl Into<PathBuf>) -> Self {
+        self.source(Source::Dir(dir.into(), Some(Layout::Plain)))
     }
 
     /// Adds a script given as text; `name` stands for it in errors.
-    pub fn sql(mut self, name: impl Into<String>, text: impl Into<String>) -> Self {
-        self.sources.push(Source::Sql {
+    pub fn sql(self, name: impl Into<String>, text: impl Into<String>) -> Self {
+        self.source(Source::Sql {
             name: name.into(),
             text: text.into(),
-        });
-        self
+        })
     }
 
-    /// Adds the scripts of `other` after these.
+    /// Adds the user's own code — a migrator — run once per template into
+    /// the template database, whose URL it is handed; what it records of
+    /// itself (`_sqlx_migrations`, `seaql_migrations`, …) lands in the
+    /// template, so the same migrator run again on a fresh database finds
+    /// nothing to do. `key` names what the code makes: the code itself is
+    /// not hashed, so change the key (or name the files it reads) when the
+    /// schema changes. An error it returns, or a panic, is
+    /// [`Error::Template`] for every caller waiting on the template.
+    pub fn code<F, Fut, E>(self, key: impl Into<TemplateKey>, make: F) -> Self
+    where
+        F: Fn(TemplateDb) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        self.source(Source::Code(TemplateCode::new(key.into(), make)))
+    }
+
+    /// Adds the steps of `other` after these.
     pub fn append(mut self, other: Migrations) -> Self {
         self.sources.extend(other.sources);
         self
     }
 
-    /// Whether no script was added.
+    /// Whether nothing was added.
     pub fn is_empty(&self) -> bool {
         self.sources.is_empty()
     }
 
-    /// The name of the template these scripts make, `tmpl_<16 hex digits>`.
+    fn source(mut self, source: Source) -> Self {
+        self.sources.push(source);
+        self
+    }
+
+    /// The name of the template these steps make, `tmpl_<16 hex digits>`.
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] when a directory or a file cannot be read.
+    /// [`Error::Io`] when a directory or a file cannot be read;
+    /// [`Error::MigrationLayout`] for a directory in no known layout.
     pub fn template_name(&self) -> Result<String> {
         Ok(template_name(&self.load()?))
     }
 
-    /// Every script, read, in order.
     /// [`load`](Migrations::load) on a blocking thread: file reads must not
     /// hold one of the engine runtime's two workers.
-    pub(crate) async fn load_off_runtime(&self) -> Result<Vec<Script>> {
+    pub(crate) async fn load_off_runtime(&self) -> Result<Vec<Step>> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.load())
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
     }
 
-    pub(crate) fn load(&self) -> Result<Vec<Script>> {
-        let mut scripts = Vec::new();
+    /// Every step, read, in order.
+    pub(crate) fn load(&self) -> Result<Vec<Step>> {
+        let mut steps = Vec::new();
         for source in &self.sources {
             match source {
-                Source::Dir(dir) => scripts.extend(read_dir(dir)?),
-                Source::Sql { name, text } => scripts.push(Script {
+                Source::Dir(dir, layout) => {
+                    steps.extend(read_dir(dir, *layout)?.into_iter().map(Step::Sql));
+                }
+                Source::Sql { name, text } => steps.push(Step::Sql(Script {
                     name: name.clone(),
                     text: text.clone(),
-                }),
+                })),
+                Source::Code(code) => steps.push(Step::Code(code.clone(), code.key.resolve()?)),
             }
         }
-        Ok(scripts)
+        Ok(steps)
     }
 }
 
-fn read_dir(dir: &Path) -> Result<Vec<Script>> {
+/// A migration file found in a directory: its sort key and path.
+type Found = (u128, String, PathBuf);
+
+/// Reads `dir` in `layout`, or in the one layout its files fit.
+fn read_dir(dir: &Path, layout: Option<Layout>) -> Result<Vec<Script>> {
     let io = |e| {
         Error::io(
             format!("cannot read the migrations directory `{}`", dir.display()),
             e,
         )
     };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(io)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "sql") && p.is_file())
-        .collect();
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let Some(name) = name.filter(|n| !n.starts_with('.')) else {
+            continue;
+        };
+        if path.is_dir() {
+            dirs.push((name, path));
+        } else {
+            files.push((name, path));
+        }
+    }
     files.sort();
-    files
+    dirs.sort();
+    let bad = |found: String| Error::MigrationLayout {
+        dir: dir.display().to_string(),
+        found,
+    };
+    let layout = match layout {
+        Some(layout) => layout,
+        None => detect(&files, &dirs).map_err(bad)?,
+    };
+    let mut found = list(layout, &files, &dirs).map_err(bad)?;
+    found.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let numbered = matches!(layout, Layout::Sqlx | Layout::Refinery);
+    if let Some(w) = found.windows(2).find(|w| numbered && w[0].0 == w[1].0) {
+        return Err(bad(format!(
+            "two migrations have version {}: `{}` and `{}`",
+            w[0].0, w[0].1, w[1].1
+        )));
+    }
+    found
         .into_iter()
-        .map(|path| {
+        .map(|(_, _, path)| {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| Error::io(format!("cannot read migration `{}`", path.display()), e))?;
             Ok(Script {
@@ -141,15 +269,203 @@ fn read_dir(dir: &Path) -> Result<Vec<Script>> {
         .collect()
 }
 
+/// The layout whose files these are: diesel if there are only migration
+/// directories, else the one every `.sql` file fits.
+fn detect(
+    files: &[(String, PathBuf)],
+    dirs: &[(String, PathBuf)],
+) -> std::result::Result<Layout, String> {
+    let sql: Vec<&str> = files
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| n.ends_with(".sql"))
+        .collect();
+    if !dirs.is_empty() && sql.is_empty() {
+        return Ok(Layout::Diesel);
+    }
+    if sql.is_empty() {
+        return Err(nothing_found(files, dirs));
+    }
+    if !dirs.is_empty() && dirs.iter().any(|(_, p)| p.join("up.sql").is_file()) {
+        return Err(format!(
+            "both diesel directories ({}) and SQL files ({}); keep one layout",
+            sample(dirs.iter().map(|(n, _)| n.as_str())),
+            sample(sql.iter().copied())
+        ));
+    }
+    if sql.iter().all(|n| refinery_version(n).is_some() || undo(n)) {
+        return Ok(Layout::Refinery);
+    }
+    if sql.iter().any(|n| refinery_version(n).is_some()) {
+        return Err(format!(
+            "refinery files (V<n>__<name>.sql) mixed with others: {}",
+            sample(
+                sql.iter()
+                    .copied()
+                    .filter(|n| refinery_version(n).is_none() && !undo(n))
+            )
+        ));
+    }
+    if sql.iter().all(|n| sqlx_version(n).is_some()) {
+        return Ok(Layout::Sqlx);
+    }
+    if sql
+        .iter()
+        .any(|n| n.ends_with(".down.sql") || n.ends_with(".up.sql"))
+    {
+        return Err(format!(
+            "reversible migrations (.up.sql/.down.sql) whose names do not all start with a \
+             version: {}",
+            sample(sql.iter().copied().filter(|n| sqlx_version(n).is_none()))
+        ));
+    }
+    Ok(Layout::Plain)
+}
+
+/// The files of `layout`, or what about the directory does not fit it.
+fn list(
+    layout: Layout,
+    files: &[(String, PathBuf)],
+    dirs: &[(String, PathBuf)],
+) -> std::result::Result<Vec<Found>, String> {
+    let mut found = Vec::new();
+    let mut misfits = Vec::new();
+    match layout {
+        Layout::Diesel => {
+            for (name, path) in dirs {
+                let up = path.join("up.sql");
+                if up.is_file() {
+                    found.push((0, format!("{name}/up.sql"), up));
+                } else {
+                    misfits.push(format!("{name}/ (no up.sql)"));
+                }
+            }
+        }
+        Layout::Sqlx | Layout::Refinery | Layout::Plain => {
+            for (name, path) in files {
+                if layout == Layout::Refinery
+                    && name.ends_with(".rs")
+                    && refinery_version(&name.replace(".rs", ".sql")).is_some()
+                {
+                    misfits.push(format!(
+                        "{name} (a Rust migration: run refinery from Migrations::code)"
+                    ));
+                    continue;
+                }
+                if !name.ends_with(".sql") {
+                    continue;
+                }
+                let version = match layout {
+                    Layout::Sqlx if name.ends_with(".down.sql") => continue,
+                    Layout::Sqlx => sqlx_version(name),
+                    Layout::Refinery if undo(name) => continue,
+                    Layout::Refinery => refinery_version(name),
+                    _ => Some(0),
+                };
+                match version {
+                    Some(v) => found.push((v, name.clone(), path.clone())),
+                    None => misfits.push(name.clone()),
+                }
+            }
+        }
+    }
+    if !misfits.is_empty() {
+        return Err(format!(
+            "{} that do not fit the {} layout ({}): {}",
+            misfits.len(),
+            layout.name(),
+            expected(layout),
+            sample(misfits.iter().map(String::as_str))
+        ));
+    }
+    if found.is_empty() {
+        return Err(format!(
+            "no {} migrations ({}); {}",
+            layout.name(),
+            expected(layout),
+            nothing_found(files, dirs)
+        ));
+    }
+    Ok(found)
+}
+
+fn expected(layout: Layout) -> &'static str {
+    match layout {
+        Layout::Sqlx => "<version>_<name>.sql or <version>_<name>.up.sql",
+        Layout::Refinery => "V<n>__<name>.sql",
+        Layout::Diesel => "<timestamp>_<name>/up.sql",
+        Layout::Plain => "*.sql",
+    }
+}
+
+fn nothing_found(files: &[(String, PathBuf)], dirs: &[(String, PathBuf)]) -> String {
+    if files.is_empty() && dirs.is_empty() {
+        return "the directory is empty".into();
+    }
+    let mut all: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+    all.extend(dirs.iter().map(|(n, _)| format!("{n}/")));
+    format!(
+        "found only {} (expected *.sql files, or diesel's <timestamp>_<name>/up.sql directories)",
+        sample(all.iter().map(String::as_str))
+    )
+}
+
+/// A few names, for an error.
+fn sample<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.collect();
+    let mut s = names
+        .iter()
+        .take(5)
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > 5 {
+        s.push_str(&format!(" and {} more", names.len() - 5));
+    }
+    s
+}
+
+/// sqlx's `<version>_<description>.sql`: the version is the digits before
+/// the first `_`.
+fn sqlx_version(name: &str) -> Option<u128> {
+    let (version, rest) = name.split_once('_')?;
+    (!version.is_empty() && !rest.is_empty() && version.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| version.parse().ok())
+        .flatten()
+}
+
+/// refinery's `V<n>__<name>.sql`.
+fn refinery_version(name: &str) -> Option<u128> {
+    let rest = name.strip_prefix('V')?;
+    let (version, name) = rest.split_once("__")?;
+    (!version.is_empty() && !name.is_empty() && version.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| version.parse().ok())
+        .flatten()
+}
+
+/// refinery's undo files, `U<n>__<name>.sql`, never applied.
+fn undo(name: &str) -> bool {
+    name.strip_prefix('U')
+        .and_then(|r| r.split_once("__"))
+        .is_some_and(|(v, _)| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// `tmpl_` and 64 bits of a hash over each script's file name (not its
-/// directory: moving the fixtures does not change the schema) and text.
-pub(crate) fn template_name(scripts: &[Script]) -> String {
+/// directory: moving the fixtures does not change the schema) and text,
+/// and each code step's resolved key.
+pub(crate) fn template_name(steps: &[Step]) -> String {
     let mut h = Sha256::new();
-    for s in scripts {
-        let base = Path::new(&s.name)
-            .file_name()
-            .map_or_else(|| s.name.clone(), |n| n.to_string_lossy().into_owned());
-        for part in [base.as_bytes(), s.text.as_bytes()] {
+    for step in steps {
+        let (kind, name, text) = match step {
+            Step::Sql(s) => {
+                let base = Path::new(&s.name)
+                    .file_name()
+                    .map_or_else(|| s.name.clone(), |n| n.to_string_lossy().into_owned());
+                ("sql", base, s.text.as_str())
+            }
+            Step::Code(_, key) => ("code", String::new(), key.as_str()),
+        };
+        for part in [kind.as_bytes(), name.as_bytes(), text.as_bytes()] {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part);
         }
@@ -357,7 +673,17 @@ impl TemplateCode {
         };
         match tokio::spawn((self.make)(db)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(failed(e.to_string())),
+            Ok(Err(e)) => {
+                // Clients often say little at the top ("db error"): the
+                // causes say what failed.
+                let mut message = e.to_string();
+                let mut cause = e.source();
+                while let Some(c) = cause {
+                    message.push_str(&format!(": {c}"));
+                    cause = c.source();
+                }
+                Err(failed(message))
+            }
             Err(e) => {
                 let why = match e.try_into_panic() {
                     Ok(p) => p
@@ -377,11 +703,11 @@ impl TemplateCode {
 mod tests {
     use super::*;
 
-    fn script(name: &str, text: &str) -> Script {
-        Script {
+    fn script(name: &str, text: &str) -> Step {
+        Step::Sql(Script {
             name: name.into(),
             text: text.into(),
-        }
+        })
     }
 
     #[test]
@@ -402,5 +728,154 @@ mod tests {
     fn a_missing_directory_is_an_io_error_naming_it() {
         let err = Migrations::new().dir("no/such/dir").load().unwrap_err();
         assert!(err.to_string().contains("`no/such/dir`"), "{err}");
+    }
+    /// The file names applied, in order, for a fixture directory.
+    fn applied(m: Migrations) -> Vec<String> {
+        m.load()
+            .unwrap()
+            .into_iter()
+            .map(|s| match s {
+                Step::Sql(s) => s
+                    .name
+                    .trim_start_matches("fixtures/migrations/")
+                    .to_string(),
+                Step::Code(_, key) => key,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_layout_is_detected_and_applied_up_only_in_its_order() {
+        let dir = |d: &str| Migrations::new().dir(format!("fixtures/migrations/{d}"));
+        assert_eq!(
+            applied(dir("sqlx")),
+            [
+                "sqlx/1_users.sql",
+                "sqlx/2_posts.sql",
+                "sqlx/10_posts_index.sql"
+            ]
+        );
+        assert_eq!(
+            applied(dir("sqlx-reversible")),
+            [
+                "sqlx-reversible/20240101000000_users.up.sql",
+                "sqlx-reversible/20240102000000_posts.up.sql",
+                "sqlx-reversible/20240110000000_posts_index.up.sql"
+            ]
+        );
+        assert_eq!(
+            applied(dir("refinery")),
+            [
+                "refinery/V1__users.sql",
+                "refinery/V2__posts.sql",
+                "refinery/V10__posts_index.sql"
+            ]
+        );
+        assert_eq!(
+            applied(dir("diesel")),
+            [
+                "diesel/2024-01-01-000000_users/up.sql",
+                "diesel/2024-01-02-000000_posts/up.sql",
+                "diesel/2024-01-10-000000_posts_index/up.sql"
+            ]
+        );
+        assert_eq!(
+            applied(dir("plain")),
+            [
+                "plain/a_users.sql",
+                "plain/b_posts.sql",
+                "plain/c_posts_index.sql"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_named_layout_is_insisted_on() {
+        let m = Migrations::new().sqlx("fixtures/migrations/sqlx");
+        assert_eq!(applied(m).len(), 3);
+        // Name order, as asked: 10 before 2.
+        let m = Migrations::new().plain("fixtures/migrations/sqlx");
+        assert_eq!(applied(m)[1], "sqlx/1_users.sql");
+        let err = Migrations::new()
+            .refinery("fixtures/migrations/sqlx")
+            .load()
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::MigrationLayout { .. }), "{err:?}");
+        assert!(
+            msg.contains("do not fit the refinery layout (V<n>__<name>.sql)"),
+            "{msg}"
+        );
+        assert!(msg.contains("`10_posts_index.sql`"), "{msg}");
+    }
+
+    #[test]
+    fn an_unreadable_layout_says_what_it_found() {
+        let err = |d: &str| {
+            Migrations::new()
+                .dir(format!("fixtures/migrations/{d}"))
+                .load()
+                .unwrap_err()
+                .to_string()
+        };
+        let mixed = err("mixed");
+        assert!(
+            mixed.contains("refinery files (V<n>__<name>.sql) mixed with others: `2_posts.sql`"),
+            "{mixed}"
+        );
+        let diesel = err("diesel-broken");
+        assert!(
+            diesel.contains("2024-01-01-000000_users/ (no up.sql)"),
+            "{diesel}"
+        );
+        // Neither SQL nor migration directories: never an empty schema.
+        let config = Migrations::new()
+            .dir("fixtures/config")
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(config.contains("found only `app.conf`"), "{config}");
+    }
+
+    #[test]
+    fn two_migrations_of_one_version_are_refused() {
+        let tmp = std::env::temp_dir().join(format!("testdock-mig-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        std::fs::write(tmp.join("1_a.sql"), "select 1;").unwrap();
+        std::fs::write(tmp.join("01_b.sql"), "select 2;").unwrap();
+        let err = Migrations::new().dir(&tmp).load().unwrap_err().to_string();
+        std::fs::remove_dir_all(&tmp).unwrap();
+        assert!(err.contains("two migrations have version 1"), "{err}");
+    }
+
+    #[test]
+    fn a_code_steps_key_names_its_template() {
+        let code =
+            |key: &str| Migrations::new().code(key, |_db| async { Ok::<(), std::io::Error>(()) });
+        let a = code("v1").template_name().unwrap();
+        assert_eq!(a, code("v1").template_name().unwrap());
+        assert_ne!(a, code("v2").template_name().unwrap());
+        // SQL first then code is not code then SQL.
+        let sql_then_code = Migrations::new().sql("s", "select 1").append(code("v1"));
+        let code_then_sql = code("v1").sql("s", "select 1");
+        assert_ne!(
+            sql_then_code.template_name().unwrap(),
+            code_then_sql.template_name().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_files_key_follows_the_files_contents() {
+        let tmp = std::env::temp_dir().join(format!("testdock-key-{}", std::process::id()));
+        std::fs::create_dir_all(tmp.join("sub")).unwrap();
+        std::fs::write(tmp.join("sub/m.rs"), "one").unwrap();
+        let key = TemplateKey::files([&tmp]);
+        let a = key.resolve().unwrap();
+        assert_eq!(a, key.resolve().unwrap());
+        std::fs::write(tmp.join("sub/m.rs"), "two").unwrap();
+        let b = key.resolve().unwrap();
+        std::fs::remove_dir_all(&tmp).unwrap();
+        assert_ne!(a, b);
+        assert!(key.resolve().is_err(), "a missing path is an error");
     }
 }

@@ -61,7 +61,7 @@ impl TestNetwork {
         let name = name.into();
         on_engine(async move {
             let docker = client().await?;
-            reaper::note_created();
+            reaper::note_created().await;
             let req = NetworkCreateRequest {
                 name: name.clone(),
                 driver: Some("bridge".into()),

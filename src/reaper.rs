@@ -58,16 +58,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Called before each create, so the exit hook knows to look.
-pub(crate) fn note_created() {
+/// Called before this process creates a resource of its own (labelled
+/// with its session, not a run's): the exit hook then looks for what is
+/// left, and the watchdog — started here, once, and up before the first
+/// create is sent — removes it should the process be killed. The startup
+/// sweep starts here too. A process that only uses the run's resources
+/// (joins its server) owns nothing: it starts no watchdog, sweeps nothing
+/// and lists nothing at exit — the run's watchdog and the creator's sweep
+/// cover it.
+pub(crate) async fn note_created() {
     CREATED.store(true, Ordering::Relaxed);
-    let _ = OWNER.compare_exchange(0, std::process::id(), Ordering::Relaxed, Ordering::Relaxed);
+    crate::watchdog::ensure_started().await;
+    crate::sweep::sweep_once();
 }
 
-/// The process whose session this is. A child forked from it inherits the
-/// statics but not the engine's threads, and must not finish its parent's
-/// session: the exit hook does nothing there.
-static OWNER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+/// Whether this process has created a resource of its own.
+pub(crate) fn owns_anything() -> bool {
+    CREATED.load(Ordering::Relaxed)
+}
 
 /// Whether a guard dropped now keeps its container, per `TESTDOCK_KEEP`
 /// (`on-failure`: when the thread is panicking; `always`; default never).
@@ -273,14 +281,19 @@ fn wait_pending(deadline: Instant) -> bool {
 /// Runs from `.fini_array` after `main` returns or `process::exit`. The
 /// engine's worker threads are still alive then, so queued work finishes;
 /// this waits for it, then removes what the session still owns (guards in
-/// statics, volumes that were in use). Does nothing in a process that
-/// created nothing — the watchdog among them.
+/// statics, volumes that were in use). Costs the engine nothing in a
+/// process that owns nothing and queued nothing — a joiner of the run's
+/// server, the watchdog.
 #[dtor::dtor(unsafe)]
 fn at_exit() {
-    if !CREATED.load(Ordering::Relaxed)
-        || runtime_if_started().is_none()
-        || OWNER.load(Ordering::Relaxed) != std::process::id()
-    {
+    // A child forked from this process inherits the statics but not the
+    // engine's threads, and must not finish its parent's session.
+    if runtime_if_started().is_none() || crate::engine::runtime_pid() != Some(std::process::id()) {
+        return;
+    }
+    keep_shared_if_a_test_failed();
+    let owns = owns_anything();
+    if !owns && Lazy::get(&PENDING).is_none_or(|(n, _)| *lock(n) == 0) {
         return;
     }
     let deadline = Instant::now() + EXIT_WAIT;
@@ -292,7 +305,6 @@ fn at_exit() {
     queue(
         async move { guarded(|| tracing::debug!(queued, "exit hook: waiting for queued removals")) },
     );
-    keep_shared_if_a_test_failed();
     if !wait_pending(deadline.min(Instant::now() + SAY_AFTER)) {
         let left = Lazy::get(&PENDING).map_or(0, |(n, _)| *lock(n));
         // A raw write: libtest's capture is over, and it must not panic.
@@ -314,7 +326,10 @@ fn at_exit() {
             )
         })
     });
-    queue(async {
+    queue(async move {
+        if !owns {
+            return;
+        }
         crate::spare::discard().await;
         // A request lost on the way (a remote engine, a busy daemon) must
         // not leave the session to the watchdog alone: try again.

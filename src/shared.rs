@@ -148,6 +148,8 @@ async fn start_in_run(spec: ContainerSpec, run: &'static Run) -> Result<TestCont
         match create_as(&spec, false, false, Some(run)).await? {
             Created::New(c, _) => {
                 run::ensure_watch(run, true).await;
+                // Once per run: the processes that join sweep nothing.
+                crate::sweep::sweep_once();
                 let mut c = boot(c, &spec).await?;
                 c.disarm();
                 mark_ready(run, c.name(), c.id()).await;

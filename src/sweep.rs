@@ -19,8 +19,10 @@ use crate::session::{
 /// touched, on this host or another; kept containers (`TESTDOCK_KEEP`)
 /// stay until they expire.
 ///
-/// Runs by itself in the background when a process first connects; call it
-/// to clean up on demand. Returns how many resources were removed.
+/// Runs by itself in the background, once per process, when the process
+/// first creates something — a resource of its own or the run's server — so
+/// once per run under nextest, not in every process that only joins; call
+/// it to clean up on demand. Returns how many resources were removed.
 ///
 /// # Errors
 ///
@@ -28,6 +30,23 @@ use crate::session::{
 /// removal that failed for another reason than "gone" or "in use".
 pub async fn sweep() -> Result<usize> {
     on_engine(sweep_on_engine()).await
+}
+
+/// Starts the startup sweep in the background, the first time only. For
+/// code on the engine runtime.
+pub(crate) fn sweep_once() {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    if crate::watchdog::is_watchdog() {
+        return;
+    }
+    DONE.call_once(|| {
+        crate::engine::spawn_detached(async {
+            if let Err(e) = sweep_on_engine().await {
+                tracing::warn!(error = %e, "sweeping stale resources failed");
+                eprintln!("testdock: sweeping stale resources failed: {e}");
+            }
+        })
+    });
 }
 
 pub(crate) async fn sweep_on_engine() -> Result<usize> {

@@ -1,7 +1,9 @@
 //! The watchdog: a second process that cleans up after this one, however
 //! this one ends — SIGKILL, SIGTERM, a nextest timeout, Ctrl-C.
 //!
-//! On first connect the process re-executes its own binary with
+//! Before the process creates its first resource of its own (a process
+//! that only joins the run's server owns none, and starts none), it
+//! re-executes its own binary with
 //! [`MARKER`] set; the constructor below sees it before `main` and runs the
 //! watchdog instead of the program. The watchdog holds the read end of a
 //! pipe whose write end lives in a static of this process that is never
@@ -41,10 +43,25 @@ pub fn watchdog_pid() -> Option<u32> {
     PID.get().copied()
 }
 
+/// Starts the watchdog unless it runs already, and returns once it does
+/// (or could not be started): a create sent after this is guarded.
+pub(crate) async fn ensure_started() {
+    if is_watchdog() || PIPE.get().is_some() {
+        return;
+    }
+    let Ok(engine) = crate::engine::engine().await else {
+        return;
+    };
+    let (endpoint, tls) = (engine.endpoint().to_string(), engine.tls().clone());
+    // Fork and exec block for a few ms: not on the runtime's workers.
+    let _ = tokio::task::spawn_blocking(move || start(&endpoint, &tls)).await;
+}
+
 /// Starts the watchdog for this session, talking to `endpoint`. Once per
-/// process; blocking (fork and exec, ~10 ms), so call it off the caller's
-/// path.
-pub(crate) fn start(endpoint: &str, tls: &Tls) {
+/// process, however many ask at once; blocking (fork and exec).
+fn start(endpoint: &str, tls: &Tls) {
+    static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = STARTING.lock().unwrap_or_else(|e| e.into_inner());
     if is_watchdog() || PIPE.get().is_some() {
         return;
     }

@@ -8,6 +8,13 @@ use testdock::postgres::{Postgres, SharedPostgres};
 static PG: SharedPostgres = SharedPostgres::new(|| Postgres::new().migrations_dir("fixtures/sql"));
 
 async fn a_test(n: i64) {
+    // `RUST_LOG=testdock=debug` shows what a test process costs, step by step.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let db = PG.fresh_database().await.unwrap();
     // examples/sharing.sh counts the servers the tests were given.
     if let Some(log) = std::env::var_os("TESTDOCK_BENCH_SERVERS") {

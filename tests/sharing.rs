@@ -101,6 +101,8 @@ fn runner() {
                         }
                         if prefix.is_empty() {
                             let _ = tx.send(format!("EXIT {n}"));
+                        } else {
+                            let _ = tx.send(format!("{n}: stderr <closed>"));
                         }
                     });
                 }
@@ -133,6 +135,26 @@ async fn child(mode: &str) {
             c.exec_ok(["true"]).await.unwrap();
             out(format!("ID {}", c.id()));
             if mode == "hold" {
+                tokio::task::spawn_blocking(|| {
+                    std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            }
+        }
+        // testdock's events on stderr, and whether a watchdog started.
+        "traced" | "traced-hold" => {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("testdock=debug"))
+                .with_writer(std::io::stderr)
+                .try_init();
+            let c = SHARED.get().await.unwrap();
+            c.exec_ok(["true"]).await.unwrap();
+            out(format!("ID {}", c.id()));
+            let watchdog = testdock::watchdog_pid().map_or("none".into(), |p| p.to_string());
+            out(format!("WATCHDOG {watchdog}"));
+            if mode == "traced-hold" {
                 tokio::task::spawn_blocking(|| {
                     std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())
                 })
@@ -414,6 +436,41 @@ async fn ctrl_c_to_the_runners_group_ends_the_run() {
     run.expect(0, "ID");
     unsafe { libc::kill(-run.pid(), libc::SIGINT) };
     gone_within(&a, Duration::from_secs(15), "SIGINT to the runner's group").await;
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn a_process_that_joins_costs_no_watchdog_no_sweep_and_no_exit_listing() {
+    let a = unique("share-cost");
+    let mut run = Runner::start(&[]);
+    run.spawn(0, "traced-hold", &a);
+    let id = run.expect(0, "ID");
+    // The run's container is the run's watchdog's, not the creator's.
+    assert_eq!(run.expect(0, "WATCHDOG"), "none");
+    // The creator sweeps, once for the run.
+    run.expect_stderr(0, "sweep removed");
+    run.spawn(1, "traced", &a);
+    assert_eq!(run.expect(1, "ID"), id);
+    assert_eq!(run.expect(1, "WATCHDOG"), "none");
+    run.expect_exit(1);
+    run.expect_stderr(1, "<closed>");
+    let said: Vec<&String> = run
+        .seen
+        .iter()
+        .filter(|l| l.starts_with("1: stderr "))
+        .collect();
+    assert!(
+        said.iter().any(|l| l.contains("connected to the engine")),
+        "the joiner's events are seen: {said:#?}"
+    );
+    for costly in ["sweep", "watchdog started", "session finished", "exit hook"] {
+        assert!(
+            !said.iter().any(|l| l.contains(costly)),
+            "the joiner did {costly:?}: {said:#?}"
+        );
+    }
+    run.end();
+    gone_within(&a, Duration::from_secs(15), "the run ended").await;
 }
 
 #[tokio::test]

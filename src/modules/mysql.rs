@@ -49,7 +49,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::engine::on_engine;
-use crate::migrations::{BoxError, TemplateCode};
+use crate::migrations::BoxError;
 use crate::{ContainerSpec, Error, Image, Result, TestContainer, WaitFor};
 
 use super::naming::Origin;
@@ -108,7 +108,6 @@ pub struct Mysql {
     root_password: Option<String>,
     database: String,
     migrations: Migrations,
-    code: Option<TemplateCode>,
     init_sql_count: usize,
     settings: Vec<(String, String)>,
     max_connections: u32,
@@ -140,7 +139,6 @@ impl Mysql {
             root_password: None,
             database: "test".into(),
             migrations: Migrations::new(),
-            code: None,
             init_sql_count: 0,
             settings: Vec::new(),
             max_connections: 500,
@@ -216,10 +214,11 @@ impl Mysql {
         self
     }
 
-    /// Your own code makes the template, after the SQL migrations: your
-    /// migrator, run once per server (and per `key`) against the template
-    /// schema, whose URL `make` is handed. `key` names the template: change
-    /// it (or use [`TemplateKey::files`]) when the migrations change.
+    /// Adds your own code to the migrations (see [`Migrations::code`]):
+    /// your migrator, run once per template against the template schema,
+    /// whose URL `make` is handed, after the steps given before it. `key`
+    /// names what it makes: change it (or use [`TemplateKey::files`]) when
+    /// the migrations change.
     ///
     /// # Examples
     ///
@@ -239,7 +238,7 @@ impl Mysql {
         Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
         E: Into<BoxError>,
     {
-        self.code = Some(TemplateCode::new(key.into(), make));
+        self.migrations = self.migrations.code(key, make);
         self
     }
 
@@ -418,7 +417,6 @@ impl Mysql {
                         password: self.url_password(),
                         root_password: self.root_pw(),
                         migrations: self.migrations,
-                        code: self.code,
                         prefetch: self.prefetch,
                         templates: Mutex::default(),
                         session: tokio::sync::Mutex::new(Some(session)),

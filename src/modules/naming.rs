@@ -87,7 +87,7 @@ const MAX_NAME: usize = 63;
 /// server: the pid (unique among live processes on a host) and two
 /// characters of the session id (for a pid reused later in a run, while
 /// an earlier owner's kept databases are still there), in base 36.
-fn process_tag(pid: u32, session: &str) -> String {
+pub(crate) fn process_tag(pid: u32, session: &str) -> String {
     let h = Sha256::digest(session.as_bytes());
     let mut tag = base36(u64::from(pid));
     tag.push_str(&format!(

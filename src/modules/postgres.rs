@@ -30,6 +30,7 @@
 mod database;
 mod image;
 mod migrations;
+mod prefetch;
 mod server;
 mod session;
 mod shared;
@@ -105,6 +106,7 @@ pub struct Postgres {
     init_sql_count: usize,
     settings: Vec<(String, String)>,
     max_connections: u32,
+    prefetch: usize,
     shm_size: u64,
     startup_timeout: Duration,
 }
@@ -135,6 +137,7 @@ impl Postgres {
             init_sql_count: 0,
             settings: Vec::new(),
             max_connections: 200,
+            prefetch: 8,
             shm_size: 256 << 20,
             startup_timeout: Duration::from_secs(60),
         }
@@ -175,8 +178,8 @@ impl Postgres {
         self
     }
 
-    /// Adds the `*.sql` files of `dir`, in name order, to the migrations
-    /// (see [`Migrations::dir`]).
+    /// Adds the migrations of `dir` — sqlx, refinery, diesel or plain SQL,
+    /// told from its files (see [`Migrations::dir`]).
     pub fn migrations_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.migrations = self.migrations.dir(dir);
         self
@@ -196,6 +199,37 @@ impl Postgres {
         self
     }
 
+    /// Adds the user's own code — a migrator — to the migrations, run once
+    /// per server (once per run when the server is shared run-wide) into
+    /// the template database after the SQL given before it; see
+    /// [`Migrations::code`]. `key` names the result: a version you bump, or
+    /// [`TemplateKey::files`] over what the migrator reads.
+    ///
+    /// ```no_run
+    /// # async fn run() -> testdock::Result<()> {
+    /// use testdock::postgres::{Postgres, TemplateKey};
+    ///
+    /// let server = Postgres::new()
+    ///     .template(TemplateKey::files(["migrations"]), |db| async move {
+    ///         // e.g. sqlx: `sqlx::migrate!().run(&PgPool::connect(db.url()).await?).await`
+    ///         let _ = db.url();
+    ///         Ok::<(), std::io::Error>(())
+    ///     })
+    ///     .start()
+    ///     .await?;
+    /// let db = server.fresh_database().await?; // migrated, `_sqlx_migrations` and all
+    /// # let _ = db; Ok(()) }
+    /// ```
+    pub fn template<F, Fut, E>(mut self, key: impl Into<TemplateKey>, make: F) -> Self
+    where
+        F: Fn(TemplateDb) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: Into<crate::BoxError>,
+    {
+        self.migrations = self.migrations.code(key, make);
+        self
+    }
+
     /// A server setting, passed as `-c key=value` (after testdock's own, so
     /// it wins).
     pub fn setting(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
@@ -208,6 +242,18 @@ impl Postgres {
     /// free slot when the server is full rather than fail.
     pub fn max_connections(mut self, n: u32) -> Self {
         self.max_connections = n.max(1);
+        self
+    }
+
+    /// How many clones of each template may be kept ready in the
+    /// background (default 8; 0 turns prefetching off), so
+    /// [`fresh_database`](PostgresServer::fresh_database) only renames one
+    /// (under a millisecond) instead of copying the template (~15 ms). A
+    /// template gets one ready clone after its first use in a process and
+    /// as many as it was taken, up to this bound, after that; see the
+    /// README's "Prefetched clones".
+    pub fn prefetch(mut self, clones: usize) -> Self {
+        self.prefetch = clones;
         self
     }
 
@@ -342,6 +388,12 @@ impl Postgres {
                         migrations: self.migrations,
                         templates: Mutex::default(),
                         session: tokio::sync::Mutex::new(Some(session)),
+                        claimers: Default::default(),
+                        claim_sessions: (self.max_connections as usize / 10)
+                            .saturating_sub(1)
+                            .min(2),
+                        pools: Mutex::default(),
+                        prefetch: self.prefetch,
                         admin: Semaphore::new((self.max_connections as usize / 10).max(1)),
                         next: AtomicU64::new(1),
                         kept: AtomicBool::new(false),

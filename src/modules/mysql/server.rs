@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
 use super::copy::Recipe;
@@ -17,7 +16,7 @@ use super::{
     ident, lit, percent_encode, Migrations, Origin, TestDatabase, ADMIN_TIMEOUT, MAX_NAME, SQL_DIR,
 };
 use crate::engine::on_engine;
-use crate::migrations::{Script, TemplateCode, TemplateDb};
+use crate::migrations::{Script, Step, TemplateDb};
 use crate::{Error, Result, TestContainer};
 
 /// How long a process waits for another to make a template it needs.
@@ -43,7 +42,6 @@ pub(super) struct Inner {
     pub(super) password: String,
     pub(super) root_password: String,
     pub(super) migrations: Migrations,
-    pub(super) code: Option<TemplateCode>,
     pub(super) prefetch: usize,
     /// Template name → made and recorded once, however many ask at once.
     pub(super) templates: Mutex<HashMap<String, Arc<OnceCell<Arc<Template>>>>>,
@@ -287,19 +285,8 @@ impl Inner {
     }
 
     pub(super) async fn template(&self) -> Result<Arc<Template>> {
-        let scripts = self.migrations.load_off_runtime().await?;
-        let key = match &self.code {
-            Some(code) => {
-                let key = code.key.clone();
-                Some(
-                    tokio::task::spawn_blocking(move || key.resolve())
-                        .await
-                        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?,
-                )
-            }
-            None => None,
-        };
-        let name = template_name(&scripts, key.as_deref());
+        let steps = self.migrations.load_off_runtime().await?;
+        let name = crate::migrations::template_name(&steps);
         let cell = self
             .templates
             .lock()
@@ -308,7 +295,7 @@ impl Inner {
             .or_default()
             .clone();
         cell.get_or_try_init(|| async {
-            self.template_once(&name, &scripts).await?;
+            self.template_once(&name, &steps).await?;
             let recipe = Recipe::record(self, &name).await?;
             Ok(Arc::new(Template {
                 name: name.clone(),
@@ -327,7 +314,7 @@ impl Inner {
     /// `testdock.templates`; the lock goes with the builder's connection, so
     /// a builder that dies frees the others, and the next one drops the
     /// half-made template and makes it again.
-    async fn template_once(&self, name: &str, scripts: &[Script]) -> Result<()> {
+    async fn template_once(&self, name: &str, steps: &[Step]) -> Result<()> {
         let lock = tokio::sync::Mutex::new(Some(
             Session::open(&self.container, &self.client, &self.root_password).await?,
         ));
@@ -362,11 +349,7 @@ impl Inner {
             &format!("DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"),
         )
         .await?;
-        let built = match self.migrate(name, scripts).await {
-            Ok(()) => self.run_code(name).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = built {
+        if let Err(e) = self.apply(name, steps).await {
             let _ = self
                 .sql_on(&lock, &format!("DROP DATABASE IF EXISTS {db}"))
                 .await;
@@ -382,7 +365,7 @@ impl Inner {
         .await?;
         tracing::info!(
             template = name,
-            scripts = scripts.len(),
+            steps = steps.len(),
             server = self.container.name(),
             elapsed_ms = crate::trace::ms(t0),
             "template built"
@@ -391,16 +374,42 @@ impl Inner {
         Ok(())
     }
 
-    /// Applies every script in one client run, each `source`d from a file
-    /// so the client names it and the line in an error, stopping at the
-    /// first error.
-    async fn migrate(&self, name: &str, scripts: &[Script]) -> Result<()> {
-        if scripts.is_empty() {
-            return Ok(());
+    /// Applies the steps in order: each run of SQL scripts in one client
+    /// run, the user's code against the template's URL.
+    async fn apply(&self, name: &str, steps: &[Step]) -> Result<()> {
+        let mut done = 0;
+        for group in steps.chunk_by(|a, b| matches!((a, b), (Step::Sql(_), Step::Sql(_)))) {
+            if let [Step::Code(code, _)] = group {
+                code.run(TemplateDb {
+                    url: self.url(name),
+                    name: name.to_string(),
+                    host: self.host.clone(),
+                    port: self.port,
+                })
+                .await?;
+            } else {
+                let scripts: Vec<&Script> = group
+                    .iter()
+                    .filter_map(|s| match s {
+                        Step::Sql(s) => Some(s),
+                        Step::Code(..) => None,
+                    })
+                    .collect();
+                self.migrate(name, &scripts, done).await?;
+            }
+            done += group.len();
         }
+        Ok(())
+    }
+
+    /// Applies the scripts in one client run, each `source`d from a file so
+    /// the client names it and the line in an error, stopping at the first
+    /// error. `done` steps came before.
+    async fn migrate(&self, name: &str, scripts: &[&Script], done: usize) -> Result<()> {
         let mut files = Vec::new();
         for (i, s) in scripts.iter().enumerate() {
-            let path = format!("{SQL_DIR}/{name}/{:03}_{}", i + 1, safe_file_name(&s.name));
+            let n = done + i + 1;
+            let path = format!("{SQL_DIR}/{name}/{n:03}_{}", safe_file_name(&s.name));
             self.container
                 .copy_bytes_in(s.text.clone().into_bytes(), path.clone())
                 .await?;
@@ -439,20 +448,6 @@ impl Inner {
             }
             None => out.success().map(drop),
         }
-    }
-
-    /// The user's template code, against the template schema.
-    async fn run_code(&self, name: &str) -> Result<()> {
-        let Some(code) = &self.code else {
-            return Ok(());
-        };
-        let db = TemplateDb {
-            url: self.url(name),
-            name: name.to_string(),
-            host: self.host.clone(),
-            port: self.port,
-        };
-        code.run(db).await
     }
 
     pub(super) async fn drop_database(&self, name: &str) -> Result<()> {
@@ -511,19 +506,6 @@ impl Inner {
     }
 }
 
-/// `tmpl_` and 64 bits of a hash over the scripts (as PostgreSQL's
-/// templates are named) and the template code's key.
-fn template_name(scripts: &[Script], key: Option<&str>) -> String {
-    let sql = crate::migrations::template_name(scripts);
-    match key {
-        None => sql,
-        Some(key) => {
-            let h = Sha256::digest(format!("{sql}\n{key}").as_bytes());
-            format!("tmpl_{}", crate::util::hex(&h[..8]))
-        }
-    }
-}
-
 /// A script's file name, for a path in the container.
 fn safe_file_name(name: &str) -> String {
     let base = Path::new(name)
@@ -573,20 +555,5 @@ mod tests {
             "ERROR 1064 (42000): You have an error in your SQL syntax near 'SELEC 1' at line 1"
         );
         assert_eq!(parse_failure("ERROR 2002 (HY000): Can't connect\n"), None);
-    }
-
-    #[test]
-    fn template_names_cover_the_code_key() {
-        let s = [Script {
-            name: "1.sql".into(),
-            text: "CREATE TABLE t (x INT)".into(),
-        }];
-        let plain = template_name(&s, None);
-        assert_eq!(plain, crate::migrations::template_name(&s));
-        let a = template_name(&s, Some("version:1"));
-        let b = template_name(&s, Some("version:2"));
-        assert_ne!(a, b);
-        assert_ne!(a, plain);
-        assert!(a.starts_with("tmpl_") && a.len() == 21, "{a}");
     }
 }

@@ -16,7 +16,8 @@ use super::{
     SQL_DIR,
 };
 use crate::engine::{client, on_engine};
-use crate::migrations::{self, Script};
+use crate::migrations::{self, Script, Step};
+use crate::TemplateDb;
 use crate::{Error, ExecOutput, Result, TestContainer};
 
 /// How long a process waits for another to make a template it needs.
@@ -42,9 +43,19 @@ pub(super) struct Inner {
     pub(super) migrations: Migrations,
     /// Template name → built once, however many tests ask at once.
     pub(super) templates: Mutex<HashMap<String, Arc<OnceCell<()>>>>,
-    /// The psql session that creates and drops databases, opened on first
-    /// use and again if psql ends.
+    /// The psql session that makes templates and clones and drops
+    /// databases, opened on first use and again if psql ends.
     pub(super) session: tokio::sync::Mutex<Option<Session>>,
+    /// Sessions that only hand out ready clones, so a test taking one
+    /// never waits behind a clone being made.
+    pub(super) claimers: [tokio::sync::Mutex<Option<Session>>; 2],
+    /// How many of the claimers may be opened: with the background
+    /// session, testdock keeps to a tenth of `max_connections`.
+    pub(super) claim_sessions: usize,
+    /// Ready clones kept per template ([`Postgres::prefetch`](super::Postgres::prefetch)).
+    pub(super) pools: Mutex<HashMap<String, Arc<super::prefetch::Pool>>>,
+    /// How many ready clones a template may have at most; 0: none.
+    pub(super) prefetch: usize,
     /// Bounds testdock's other sessions (one-shot psql runs), so they never
     /// take the connections the tests need.
     pub(super) admin: Semaphore,
@@ -113,14 +124,16 @@ impl PostgresServer {
         .await
     }
 
-    /// The names of the databases that are not templates, sorted.
+    /// The names of the databases that are not templates, sorted; ready
+    /// clones kept by [`prefetch`](super::Postgres::prefetch) are not listed.
     ///
     /// # Errors
     ///
     /// [`Error::ExecFailed`] if the server cannot be queried.
     pub async fn databases(&self) -> Result<Vec<String>> {
         let inner = self.inner.clone();
-        let sql = "SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1";
+        let sql = "SELECT datname FROM pg_database \
+                   WHERE NOT datistemplate AND datname NOT LIKE 'tdp\\_%' ORDER BY 1";
         let out = on_engine(async move { inner.sql(sql).await }).await?;
         Ok(out.lines().map(str::to_string).collect())
     }
@@ -283,27 +296,13 @@ impl Inner {
         let template = this.template(migrations).await?;
         let n = this.next.fetch_add(1, Ordering::Relaxed);
         let name = origin.database_name(n);
-        // FILE_COPY (PostgreSQL 15+) copies the files and checkpoints: on a
-        // tmpfs 10–16 ms, against 20–28 ms for the default WAL_LOG.
-        let strategy = if this.version >= 150_000 {
-            " STRATEGY FILE_COPY"
-        } else {
-            ""
-        };
-        // Clones go one at a time through the session, ~15 ms each. The
-        // template refuses connections (ALLOW_CONNECTIONS false): no session
-        // on it can make a clone fail.
-        let sql = format!(
-            "CREATE DATABASE {} TEMPLATE {}{strategy}",
-            ident(&name),
-            ident(&template)
-        );
         let t0 = Instant::now();
-        this.sql(&sql).await?;
+        let claimed = this.take(&template, &name).await?;
         tracing::debug!(
             database = %name,
             template = %template,
             server = this.container.name(),
+            prefetched = claimed,
             elapsed_ms = crate::trace::ms(t0),
             "database cloned"
         );
@@ -317,8 +316,8 @@ impl Inner {
     }
 
     async fn template(&self, migrations: &Migrations) -> Result<String> {
-        let scripts = migrations.load_off_runtime().await?;
-        let name = migrations::template_name(&scripts);
+        let steps = migrations.load_off_runtime().await?;
+        let name = migrations::template_name(&steps);
         let cell = self
             .templates
             .lock()
@@ -326,7 +325,7 @@ impl Inner {
             .entry(name.clone())
             .or_default()
             .clone();
-        cell.get_or_try_init(|| self.template_once(&name, &scripts))
+        cell.get_or_try_init(|| self.template_once(&name, &steps))
             .await?;
         Ok(name)
     }
@@ -337,7 +336,7 @@ impl Inner {
     /// wait for it and then find the template made; the lock goes with the
     /// builder's session, so a builder that dies frees the others, and the
     /// next one drops the half-made template and builds it again.
-    async fn template_once(&self, name: &str, scripts: &[Script]) -> Result<()> {
+    async fn template_once(&self, name: &str, steps: &[Step]) -> Result<()> {
         let digest = <sha2::Sha256 as sha2::Digest>::digest(name.as_bytes());
         let key = i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
         let deadline = Instant::now() + TEMPLATE_WAIT;
@@ -365,10 +364,10 @@ impl Inner {
             .await;
         let made = match state.as_deref().map(str::trim) {
             Ok("t") => Ok(()),
-            Ok("") => self.build_template(name, scripts).await,
+            Ok("") => self.build_template(name, steps).await,
             // Half made by a builder that died.
             Ok(_) => match self.drop_database(name).await {
-                Ok(()) => self.build_template(name, scripts).await,
+                Ok(()) => self.build_template(name, steps).await,
                 Err(e) => Err(e),
             },
             Err(_) => state.map(drop),
@@ -377,56 +376,96 @@ impl Inner {
         made
     }
 
-    /// Creates the template and applies every script in one psql session,
-    /// each script from a file so psql names it and the line in an error.
-    async fn build_template(&self, name: &str, scripts: &[Script]) -> Result<()> {
-        let files = self.upload(name, scripts).await?;
+    /// Creates the template and applies the steps in order: each run of
+    /// SQL scripts in one psql session, each script from a file so psql
+    /// names it and the line in an error; each code step with the
+    /// template's URL. Then it becomes a template no one can connect to.
+    async fn build_template(&self, name: &str, steps: &[Step]) -> Result<()> {
+        let t0 = Instant::now();
         let strategy = if self.version >= 150_000 {
             " STRATEGY FILE_COPY"
         } else {
             ""
         };
-        let mut args = vec![
-            "-c".to_string(),
-            format!("CREATE DATABASE {}{strategy}", ident(name)),
-            "-c".into(),
-            format!("\\connect {name}"),
-        ];
-        for f in &files {
-            args.extend(["-f".into(), f.clone()]);
-        }
-        // No session may stay on a template: a clone would fail. Said from
-        // another database: one cannot close the door one stands in.
-        args.extend([
-            "-c".into(),
-            format!("\\connect '{}'", self.admin_db.replace('\'', "''")),
-            "-c".into(),
-            format!(
-                "ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false",
-                ident(name)
-            ),
-        ]);
-        let t0 = Instant::now();
-        let out = self.psql_raw(&self.admin_db, args, None).await?;
-        if out.is_success() {
-            tracing::info!(
+        self.sql(&format!("CREATE DATABASE {}{strategy}", ident(name)))
+            .await?;
+        let made = self.apply(name, steps).await;
+        let made = match made {
+            Ok(()) => self.seal(name).await,
+            Err(e) => Err(e),
+        };
+        match &made {
+            Ok(()) => tracing::info!(
                 template = name,
-                scripts = scripts.len(),
+                steps = steps.len(),
                 server = self.container.name(),
                 elapsed_ms = crate::trace::ms(t0),
                 "template built"
-            );
-            return Ok(());
+            ),
+            Err(_) => {
+                let _ = self.drop_database(name).await;
+            }
         }
-        let _ = self.drop_database(name).await;
-        let script = parse_failure(&out.stderr_text()).and_then(|f| {
-            let i = files.iter().position(|p| *p == f.file)?;
-            Some((&scripts[i], f))
-        });
-        match script {
-            Some((script, f)) => Err(self.script_failed(script, f.line, &f.message)),
-            None => out.success().map(drop),
+        made
+    }
+
+    async fn apply(&self, name: &str, steps: &[Step]) -> Result<()> {
+        let scripts: Vec<&Script> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Sql(s) => Some(s),
+                Step::Code(..) => None,
+            })
+            .collect();
+        let files = self.upload(name, &scripts).await?;
+        let mut next = 0;
+        for group in steps.chunk_by(|a, b| matches!((a, b), (Step::Sql(_), Step::Sql(_)))) {
+            if let [Step::Code(code, _)] = group {
+                code.run(TemplateDb {
+                    url: self.url(name),
+                    name: name.to_string(),
+                    host: self.host.clone(),
+                    port: self.port,
+                })
+                .await?;
+                continue;
+            }
+            let paths = &files[next..next + group.len()];
+            let mut args = Vec::new();
+            for f in paths {
+                args.extend(["-f".to_string(), f.clone()]);
+            }
+            let out = self.psql_raw(name, args, None).await?;
+            if !out.is_success() {
+                let script = parse_failure(&out.stderr_text()).and_then(|f| {
+                    let i = files.iter().position(|p| *p == f.file)?;
+                    Some((scripts[i], f))
+                });
+                return match script {
+                    Some((script, f)) => Err(self.script_failed(script, f.line, &f.message)),
+                    None => out.success().map(drop),
+                };
+            }
+            next += group.len();
         }
+        Ok(())
+    }
+
+    /// Makes `name` a template: no new sessions, and none left open (a
+    /// migrator's pool may still hold some), since a clone fails while
+    /// anyone is connected to its template.
+    async fn seal(&self, name: &str) -> Result<()> {
+        self.sql(&format!(
+            "ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false",
+            ident(name)
+        ))
+        .await?;
+        self.sql(&format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{}'",
+            name.replace('\'', "''")
+        ))
+        .await
+        .map(drop)
     }
 
     /// What a failed script returns.
@@ -440,7 +479,7 @@ impl Inner {
 
     /// Copies the scripts to `SQL_DIR/<template>/NNN_<file name>` and
     /// returns those paths.
-    async fn upload(&self, template: &str, scripts: &[Script]) -> Result<Vec<String>> {
+    async fn upload(&self, template: &str, scripts: &[&Script]) -> Result<Vec<String>> {
         if scripts.is_empty() {
             return Ok(Vec::new());
         }
@@ -541,12 +580,22 @@ impl Inner {
             .map(drop)
     }
 
-    /// Runs one statement through the session and returns its rows. A
-    /// session that cannot start because the server is full is retried
+    /// Runs one statement through the background session (templates,
+    /// clones, drops) and returns its rows.
+    pub(super) async fn sql(&self, sql: &str) -> Result<String> {
+        self.sql_in(&self.session, sql).await
+    }
+
+    /// Runs one statement through `slot`'s session, opening it if need be.
+    /// A session that cannot start because the server is full is retried
     /// until a connection frees up.
-    async fn sql(&self, sql: &str) -> Result<String> {
+    pub(super) async fn sql_in(
+        &self,
+        slot: &tokio::sync::Mutex<Option<Session>>,
+        sql: &str,
+    ) -> Result<String> {
         let deadline = Instant::now() + CONNECTION_WAIT;
-        let mut session = self.session.lock().await;
+        let mut session = slot.lock().await;
         loop {
             let s = match &mut *session {
                 Some(s) => s,

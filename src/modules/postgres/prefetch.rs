@@ -1,0 +1,277 @@
+//! Ready clones of each template, made in the background so a test's
+//! `fresh_database()` only renames one; and the clone strategy, chosen by
+//! measuring both on the server and template at hand.
+//!
+//! Ready clones live in the server, named `tdp_<template hash>_…`, so any
+//! process sharing the server can take one: taking is an atomic
+//! `ALTER DATABASE … RENAME` to the test's own name (PostgreSQL re-checks
+//! the name once it holds the database's lock, so of two takers of one
+//! clone the second sees "does not exist" and tries the next). They go
+//! with the server.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::OnceCell;
+
+use super::{ident, Inner};
+use crate::Result;
+
+/// What a server knows of one template's ready clones, in this process.
+#[derive(Debug, Default)]
+pub(crate) struct Pool {
+    /// Databases this process took from the template.
+    takes: AtomicU64,
+    /// Whether this process is refilling now.
+    refilling: AtomicBool,
+    /// ` STRATEGY …` for clones of this template, or nothing before 15.
+    strategy: OnceCell<&'static str>,
+    /// Names the clones this process makes.
+    next: AtomicU64,
+}
+
+/// Says "nothing ready" from the claim statement.
+const NONE_READY: &str = "testdock: no ready clone";
+
+/// The comment on a template that records the measured choice, so every
+/// process sharing the server uses it without measuring again.
+const CHOICE: &str = "testdock:strategy=";
+
+/// `tdp_<the template's hash>_`: what ready clones of `template` start with.
+fn prefix(template: &str) -> String {
+    format!("tdp_{}_", template.trim_start_matches("tmpl_"))
+}
+
+impl Inner {
+    fn pool(&self, template: &str) -> Arc<Pool> {
+        self.pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(template.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Makes `name` from `template`: a ready clone renamed when there is
+    /// one, else a clone made now; then tops the ready clones up in the
+    /// background. Whether a ready one was taken.
+    pub(super) async fn take(self: &Arc<Self>, template: &str, name: &str) -> Result<bool> {
+        let pool = self.pool(template);
+        let takes = pool.takes.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.prefetch == 0 {
+            let strategy = self.strategy(template, &pool).await?;
+            self.copy_template(template, name, strategy).await?;
+            return Ok(false);
+        }
+        let claimed = self.claim(template, name).await?;
+        if !claimed {
+            let strategy = self.strategy(template, &pool).await?;
+            self.copy_template(template, name, strategy).await?;
+        }
+        // One ready clone after a first take, as many as were taken after
+        // that: a template asked for once costs at most one spare.
+        let want = (takes as usize).min(self.prefetch);
+        let this = self.clone();
+        let template = template.to_string();
+        tokio::spawn(async move { this.refill(&template, &pool, want).await });
+        Ok(claimed)
+    }
+
+    /// `CREATE DATABASE name TEMPLATE template`.
+    async fn copy_template(&self, template: &str, name: &str, strategy: &str) -> Result<()> {
+        // The template refuses connections (ALLOW_CONNECTIONS false): no
+        // session on it can make a clone fail.
+        let sql = format!(
+            "CREATE DATABASE {} TEMPLATE {}{strategy}",
+            ident(name),
+            ident(template)
+        );
+        self.sql(&sql).await.map(drop)
+    }
+
+    /// Renames a ready clone of `template` to `name`, in one statement
+    /// through a claim session; false when none is ready.
+    async fn claim(&self, template: &str, name: &str) -> Result<bool> {
+        let like = prefix(template).replace('_', "\\_") + "%";
+        let sql = format!(
+            "DO $testdock$ DECLARE r name; BEGIN \
+               FOR r IN SELECT datname FROM pg_database WHERE datname LIKE '{like}' \
+                        ORDER BY random() LOOP \
+                 BEGIN \
+                   EXECUTE format('ALTER DATABASE %I RENAME TO %I', r, '{new}'); \
+                   RETURN; \
+                 EXCEPTION WHEN invalid_catalog_name OR object_in_use THEN NULL; \
+                 END; \
+               END LOOP; \
+               RAISE EXCEPTION '{NONE_READY}'; \
+             END $testdock$",
+            new = name.replace('\'', "''"),
+        );
+        // The background session when it is idle (opening another costs
+        // an exec: most of a test process's first take under nextest);
+        // else a free claim session, else the first; the background
+        // session again where the server has too few connections to spare.
+        let slots = &self.claimers[..self.claim_sessions];
+        let slot = Some(&self.session)
+            .filter(|s| s.try_lock().is_ok())
+            .or_else(|| slots.iter().find(|s| s.try_lock().is_ok()))
+            .or(slots.first())
+            .unwrap_or(&self.session);
+        match self.sql_in(slot, &sql).await {
+            Ok(_) => Ok(true),
+            Err(crate::Error::ExecFailed { stderr_tail, .. })
+                if stderr_tail.contains(NONE_READY) =>
+            {
+                Ok(false)
+            }
+            Err(e) => {
+                // Making the clone now still works.
+                tracing::debug!(error = %e, "could not take a ready clone");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Makes ready clones of `template` until the server has `want`. One
+    /// process refills a template at a time (an advisory lock), so
+    /// processes sharing the server never overshoot the bound together.
+    async fn refill(&self, template: &str, pool: &Pool, want: usize) {
+        if pool.refilling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let key = lock_key(template);
+        let locked = self
+            .sql(&format!("SELECT pg_try_advisory_lock({key})"))
+            .await
+            .is_ok_and(|r| r.trim() == "t");
+        if locked {
+            if let Err(e) = self.top_up(template, pool, want).await {
+                tracing::debug!(template, error = %e, "could not refill ready clones");
+            }
+            let _ = self.sql(&format!("SELECT pg_advisory_unlock({key})")).await;
+        }
+        pool.refilling.store(false, Ordering::Release);
+    }
+
+    async fn top_up(&self, template: &str, pool: &Pool, want: usize) -> Result<()> {
+        let strategy = self.strategy(template, pool).await?;
+        let like = prefix(template).replace('_', "\\_") + "%";
+        let ready: usize = self
+            .sql(&format!(
+                "SELECT count(*) FROM pg_database WHERE datname LIKE '{like}'"
+            ))
+            .await?
+            .trim()
+            .parse()
+            .unwrap_or(usize::MAX);
+        for _ in ready..want {
+            let t0 = Instant::now();
+            let name = self.ready_name(template, pool);
+            self.copy_template(template, &name, strategy).await?;
+            tracing::debug!(
+                database = %name,
+                template,
+                elapsed_ms = crate::trace::ms(t0),
+                "ready clone made"
+            );
+        }
+        Ok(())
+    }
+
+    fn ready_name(&self, template: &str, pool: &Pool) -> String {
+        let n = pool.next.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "{}{}_{n}",
+            prefix(template),
+            super::super::naming::process_tag(std::process::id(), crate::session_id())
+        )
+    }
+
+    /// The faster of `FILE_COPY` and `WAL_LOG` for clones of `template`:
+    /// the choice recorded on the template by whoever measured first, else
+    /// measured now — two clones each way, alternating, kept as ready
+    /// clones when prefetching (dropped otherwise) — and recorded.
+    /// Before PostgreSQL 15 there is no choice to make.
+    async fn strategy(&self, template: &str, pool: &Pool) -> Result<&'static str> {
+        if self.version < 150_000 {
+            return Ok("");
+        }
+        pool.strategy
+            .get_or_try_init(|| async {
+                let literal = template.replace('\'', "''");
+                let noted = self
+                    .sql(&format!(
+                        "SELECT shobj_description(oid, 'pg_database') FROM pg_database \
+                         WHERE datname = '{literal}'"
+                    ))
+                    .await?;
+                if let Some(choice) = noted.trim().strip_prefix(CHOICE) {
+                    return Ok(strategy_clause(choice.split_whitespace().next()));
+                }
+                let mut took = [0u128; 2];
+                let mut made = Vec::new();
+                for round in 0..4 {
+                    let (i, clause) = match round % 2 {
+                        0 => (0, " STRATEGY FILE_COPY"),
+                        _ => (1, " STRATEGY WAL_LOG"),
+                    };
+                    let name = self.ready_name(template, pool);
+                    let t0 = Instant::now();
+                    self.copy_template(template, &name, clause).await?;
+                    took[i] += t0.elapsed().as_micros();
+                    made.push(name);
+                }
+                let choice = if took[0] <= took[1] { "FILE_COPY" } else { "WAL_LOG" };
+                tracing::info!(
+                    template,
+                    file_copy_us = took[0] / 2,
+                    wal_log_us = took[1] / 2,
+                    choice,
+                    "clone strategy measured"
+                );
+                let _ = self
+                    .sql(&format!(
+                        "COMMENT ON DATABASE {} IS '{CHOICE}{choice} file_copy_us={} wal_log_us={}'",
+                        ident(template),
+                        took[0] / 2,
+                        took[1] / 2
+                    ))
+                    .await;
+                // Beyond the bound they are not ready clones but waste.
+                for name in made.iter().skip(self.prefetch) {
+                    let _ = self.drop_database(name).await;
+                }
+                Ok(strategy_clause(Some(choice)))
+            })
+            .await
+            .copied()
+    }
+}
+
+fn strategy_clause(choice: Option<&str>) -> &'static str {
+    match choice {
+        Some("WAL_LOG") => " STRATEGY WAL_LOG",
+        _ => " STRATEGY FILE_COPY",
+    }
+}
+
+/// The advisory lock one refiller of `template` holds.
+fn lock_key(template: &str) -> i64 {
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(format!("refill {template}").as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_clones_are_named_after_their_template() {
+        assert_eq!(prefix("tmpl_0123456789abcdef"), "tdp_0123456789abcdef_");
+        // 4 + 16 + 1 + a process tag and a counter: well within 63 bytes.
+        assert!(prefix("tmpl_0123456789abcdef").len() + 12 < 63);
+        assert_eq!(strategy_clause(Some("WAL_LOG")), " STRATEGY WAL_LOG");
+        assert_eq!(strategy_clause(None), " STRATEGY FILE_COPY");
+    }
+}
