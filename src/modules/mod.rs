@@ -4,3 +4,4 @@
 pub mod mysql;
 mod naming;
 pub mod postgres;
+mod unit;

@@ -1,12 +1,11 @@
 //! `TestDatabase`: one test's database, dropped when the test passes and
 //! kept when it fails.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::Inner;
 use crate::engine::on_engine;
-use crate::{Error, Result};
+use crate::Result;
 
 /// A database (schema) of its own for one test, copied from a template.
 ///
@@ -73,7 +72,7 @@ impl TestDatabase {
     ///
     /// # Errors
     ///
-    /// [`Error::ExecFailed`] if the server refuses.
+    /// [`Error::ExecFailed`](crate::Error::ExecFailed) if the server refuses.
     pub async fn drop_now(mut self) -> Result<()> {
         self.armed = false;
         let (server, name) = (self.server.clone(), std::mem::take(&mut self.name));
@@ -86,47 +85,10 @@ impl Drop for TestDatabase {
         if !self.armed {
             return;
         }
-        let panicking = std::thread::panicking();
-        if panicking || crate::reaper::keep(false) {
-            if panicking {
-                self.report_kept();
-            }
-            return;
-        }
-        let (server, name) = (self.server.clone(), std::mem::take(&mut self.name));
-        crate::reaper::queue(async move {
-            if let Err(e) = server.drop_database(&name).await {
-                // A server already removed took the database with it.
-                if !matches!(e, Error::Docker { .. }) {
-                    tracing::warn!(database = %name, error = %e, "could not drop a database");
-                    eprintln!("testdock: could not drop database {name}: {e}");
-                }
-            }
-        });
-    }
-}
-
-impl TestDatabase {
-    fn report_kept(&self) {
+        let (server, name) = (self.server.clone(), self.name.clone());
         let c = &self.server.container;
-        // Not a raw write: libtest shows it with the failure. Never panics:
-        // this runs in Drop while the test panics.
-        if crate::reaper::keep(true) {
-            crate::logs::report(format_args!(
-                "testdock: kept database {} of the failing test: {}",
-                self.name, self.url
-            ));
-            if !self.server.kept.swap(true, Ordering::Relaxed) {
-                crate::reaper::keep_in_background(c.id().to_string(), c.name().to_string());
-            }
-        } else {
-            crate::logs::report(format_args!(
-                "testdock: kept database {} of the failing test: {} (until the server {} is \
-                 removed at exit; TESTDOCK_KEEP=on-failure keeps it)",
-                self.name,
-                self.url,
-                c.name()
-            ));
-        }
+        super::super::unit::release(&self.name, &self.url, c, &self.server.kept, async move {
+            server.drop_database(&name).await
+        });
     }
 }
