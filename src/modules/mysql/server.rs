@@ -452,11 +452,23 @@ impl Inner {
 
     pub(super) async fn drop_database(&self, name: &str) -> Result<()> {
         let t0 = Instant::now();
-        self.sql_on(
-            &self.dropper,
-            &format!("DROP DATABASE IF EXISTS {}", ident(name)),
-        )
-        .await?;
+        let dropped = self
+            .sql_on(
+                &self.dropper,
+                &format!("DROP DATABASE IF EXISTS {}", ident(name)),
+            )
+            .await;
+        match dropped {
+            // The server is being removed, and the database with it: the
+            // client could not start in the stopping container.
+            Err(Error::ExecFailed { stderr_tail, .. })
+                if stderr_tail.contains("stopped container")
+                    || stderr_tail.contains("is not running") =>
+            {
+                return Ok(())
+            }
+            other => other?,
+        };
         tracing::debug!(
             database = name,
             server = self.container.name(),
