@@ -2,6 +2,7 @@
 //!
 //! ```sh
 //! cargo run --release --example benchmark              # full run, 2–3 min
+//! cargo run --release --example benchmark -- --mysql   # the MariaDB rows only
 //! cargo run --release --example benchmark -- --quick   # 3–5 iterations, ~15 s, for CI
 //! TESTDOCK_BENCH_QUICK=1 cargo run --release --example benchmark
 //! TESTDOCK_BENCH_ONLY=templates cargo run --release --example benchmark   # realistic-schema rows only
@@ -39,6 +40,7 @@
 //! The realistic-schema rows (`examples/bench/templates.rs`) use
 //! `fixtures/migrations/realistic`: 24 tables with indexes and foreign
 //! keys, a view, a trigger and seed rows.
+//! | MariaDB db, prefetch/no prefetch, 1 or 8 takers | `fresh_database()` (prefetch on, or `prefetch(0)`) | `CREATE DATABASE` and the migrations from a host client, as `#[sqlx::test]` does |
 //!
 //! The database rows share one server, started once (untimed) from the
 //! image [`Postgres`] makes of this machine's PostgreSQL install; without
@@ -106,23 +108,31 @@ struct Plan {
     parallel_width: usize,
     /// Per-test databases, per side.
     databases: usize,
+    /// MariaDB databases per side at one taker; rounds of eight takers.
+    mysql: usize,
+    mysql_rounds: usize,
+    /// Only the MariaDB rows.
+    only_mysql: bool,
 }
 
 impl Plan {
     fn from_args() -> Result<Self> {
         let mut quick = std::env::var("TESTDOCK_BENCH_QUICK")
             .is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+        let mut only_mysql = false;
         for arg in std::env::args().skip(1) {
             match arg.as_str() {
                 "--quick" => quick = true,
+                "--mysql" => only_mysql = true,
                 _ => {
-                    return Err(
-                        format!("unknown argument `{arg}`; usage: benchmark [--quick]").into(),
+                    return Err(format!(
+                        "unknown argument `{arg}`; usage: benchmark [--quick] [--mysql]"
                     )
+                    .into())
                 }
             }
         }
-        Ok(if quick {
+        let plan = if quick {
             // Proves every path works; a lifecycle is ~0.3 s, so keep them few.
             Plan {
                 quick,
@@ -133,6 +143,9 @@ impl Plan {
                 parallel_rounds: 1,
                 parallel_width: 4,
                 databases: 3,
+                mysql: 5,
+                mysql_rounds: 1,
+                only_mysql,
             }
         } else {
             // Blocks of 5: four in five drops overlap a following iteration,
@@ -147,8 +160,12 @@ impl Plan {
                 parallel_rounds: 6,
                 parallel_width: 16,
                 databases: 40,
+                mysql: 40,
+                mysql_rounds: 6,
+                only_mysql,
             }
-        })
+        };
+        Ok(plan)
     }
 }
 
@@ -834,6 +851,213 @@ async fn bench_postgres(plan: Plan, raw: &Raw) -> Result<Option<Vec<Row>>> {
     Ok(Some(vec![test, create]))
 }
 
+/// The migrations of `fixtures/mysql` as one multi-statement text for a
+/// plain client: the server parses trigger bodies itself, so the client's
+/// `DELIMITER` lines go and `//` ends a statement as `;` does.
+fn mysql_migrations_for_a_client() -> Result<String> {
+    let mut files: Vec<_> = std::fs::read_dir("fixtures/mysql")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    files.sort();
+    let mut sql = String::new();
+    for f in files {
+        for line in std::fs::read_to_string(f)?.lines() {
+            if line.trim_start().starts_with("DELIMITER") {
+                continue;
+            }
+            sql.push_str(line.strip_suffix("//").map_or(line, |l| l));
+            sql.push_str(if line.ends_with("//") { ";\n" } else { "\n" });
+        }
+    }
+    Ok(sql)
+}
+
+/// A migration history as applications accumulate one: 10 tables, each
+/// created and then altered four times (columns, indexes, a foreign key to
+/// the one before), and seeded: 51 scripts.
+fn mysql_history() -> Vec<(String, String)> {
+    let mut steps = Vec::new();
+    for t in 0..10 {
+        steps.push(format!(
+            "CREATE TABLE t{t} (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(50) NOT NULL)"
+        ));
+        steps.push(format!(
+            "ALTER TABLE t{t} ADD COLUMN score INT NOT NULL DEFAULT 0"
+        ));
+        steps.push(format!("ALTER TABLE t{t} ADD INDEX t{t}_score (score)"));
+        steps.push(format!("ALTER TABLE t{t} ADD COLUMN note TEXT NULL"));
+        if t > 0 {
+            steps.push(format!(
+                "ALTER TABLE t{t} ADD COLUMN parent_id INT NULL, \
+                 ADD CONSTRAINT t{t}_parent FOREIGN KEY (parent_id) REFERENCES t{}(id)",
+                t - 1
+            ));
+        }
+    }
+    steps.push(
+        (0..10)
+            .map(|t| format!("INSERT INTO t{t} (name) VALUES ('a'), ('b'), ('c')"))
+            .collect::<Vec<_>>()
+            .join(";\n"),
+    );
+    steps
+        .into_iter()
+        .enumerate()
+        .map(|(i, sql)| (format!("{:03}.sql", i + 1), sql))
+        .collect()
+}
+
+/// What a test does with its database before the next one is taken:
+/// connect with the URL and read. Untimed; it gives prefetching the time
+/// a suite's tests give it.
+async fn use_mysql_db(url: &str, check: &str, expect: i64) -> Result<()> {
+    use mysql_async::prelude::Queryable;
+    let mut c = mysql_async::Conn::from_url(url).await?;
+    let n: Option<i64> = c.query_first(check).await?;
+    if n != Some(expect) {
+        return Err(format!("`{check}` in the copy gave {n:?}, not {expect}").into());
+    }
+    c.disconnect().await?;
+    Ok(())
+}
+
+/// Per-test MariaDB databases: the schema of `fixtures/mysql` (small, with
+/// views and a trigger) and a 51-script history.
+async fn bench_mysql(plan: Plan) -> Result<Option<Vec<Row>>> {
+    use testdock::mysql::{Migrations, Mysql};
+    let fixture = Mysql::new().migrations_dir("fixtures/mysql");
+    let Some(mut rows) = bench_mysql_case(
+        plan,
+        "fixtures/mysql",
+        fixture,
+        mysql_migrations_for_a_client()?,
+        ("SELECT COUNT(*) FROM users", 2),
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    let history = mysql_history();
+    let migrations = history
+        .iter()
+        .fold(Migrations::new(), |m, (name, sql)| m.sql(name, sql));
+    let raw: Vec<&str> = history.iter().map(|(_, sql)| sql.as_str()).collect();
+    rows.extend(
+        bench_mysql_case(
+            plan,
+            "51 migrations",
+            Mysql::new().migrations(migrations),
+            raw.join(";\n"),
+            ("SELECT COUNT(*) FROM t9", 3),
+        )
+        .await?
+        .unwrap_or_default(),
+    );
+    Ok(Some(rows))
+}
+
+/// One schema: `fresh_database()` with prefetching and without
+/// (`prefetch(0)`), each on its own server, against creating a database
+/// and running the same migrations from a host client (what
+/// `#[sqlx::test]` does per test), at one taker and at eight at once.
+/// `None` (with why) where no MariaDB image can be had.
+async fn bench_mysql_case(
+    plan: Plan,
+    label: &str,
+    config: testdock::mysql::Mysql,
+    migrations: String,
+    (check, expect): (&str, i64),
+) -> Result<Option<Vec<Row>>> {
+    use mysql_async::prelude::Queryable;
+    let (prefetching, plain) =
+        match tokio::try_join!(config.clone().start(), config.prefetch(0).start()) {
+            Ok(servers) => servers,
+            Err(e @ testdock::Error::ImageUnavailable { .. }) => {
+                println!("per-test MariaDB database: skipped: {e}");
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+    let admin = plain.url("mysql");
+    // Templates made (and a first copy taken) untimed.
+    for s in [&prefetching, &plain] {
+        drop(s.fresh_database().await?);
+        drop(s.fresh_database().await?);
+    }
+    let raw_db = |n: usize| {
+        let (admin, migrations) = (admin.clone(), migrations.clone());
+        async move {
+            let mut c = mysql_async::Conn::from_url(admin.as_str()).await?;
+            let name = format!("raw_{n}");
+            let t = Instant::now();
+            c.query_drop(format!("CREATE DATABASE {name}; USE {name}; {migrations}"))
+                .await?;
+            let took = t.elapsed();
+            c.query_drop(format!("DROP DATABASE {name}")).await?;
+            c.disconnect().await?;
+            Ok::<_, Error>(took)
+        }
+    };
+    let row = |what: &str| Row {
+        name: format!("MariaDB {label}, {what}"),
+        testdock: Samples::default(),
+        raw: Samples::default(),
+        target: Target::None,
+    };
+    let (mut pre1, mut plain1) = (row("prefetch, 1"), row("no prefetch, 1"));
+    let mut raw1 = Samples::default();
+    let mut n = 0;
+    for _ in 0..plan.mysql {
+        for (server, row) in [(&prefetching, &mut pre1), (&plain, &mut plain1)] {
+            let (db, t) = timed(server.fresh_database()).await;
+            let db = db?;
+            row.testdock.push(t);
+            use_mysql_db(db.url(), check, expect).await?;
+            drop(db);
+        }
+        n += 1;
+        raw1.push(raw_db(n).await?);
+    }
+    let (mut pre8, mut plain8) = (row("prefetch, 8"), row("no prefetch, 8"));
+    let mut raw8 = Samples::default();
+    for _ in 0..plan.mysql_rounds {
+        for (server, row) in [(&prefetching, &mut pre8), (&plain, &mut plain8)] {
+            let takes = (0..8).map(|_| async {
+                let (db, t) = timed(server.fresh_database()).await;
+                let db = db?;
+                use_mysql_db(db.url(), check, expect).await?;
+                drop(db);
+                Ok::<_, Error>(t)
+            });
+            for t in futures_util::future::try_join_all(takes).await? {
+                row.testdock.push(t);
+            }
+        }
+        let base = n + 1;
+        let takes = (0..8).map(|i| raw_db(base + i));
+        n += 8;
+        for t in futures_util::future::try_join_all(takes).await? {
+            raw8.push(t);
+        }
+    }
+    pre1.raw = raw1.clone();
+    plain1.raw = raw1;
+    pre8.raw = raw8.clone();
+    plain8.raw = raw8;
+    // The goal: 5 ms, and 20× faster than migrating, with prefetching.
+    pre1.target = Target::Below(Duration::from_millis(5));
+    pre8.target = Target::Ratio(0.05);
+    println!(
+        "per-test MariaDB database ({label}): raw = CREATE DATABASE + the migrations from a \
+         host client, one multi-statement query ({}, {})",
+        prefetching.version(),
+        prefetching.container().image()
+    );
+    tokio::try_join!(prefetching.teardown(), plain.teardown())?;
+    Ok(Some(vec![pre1, plain1, pre8, plain8]))
+}
+
 /// A Redis database per test: testdock's `fresh_db()` (its guard dropped
 /// at once, the flush and release queued) on one shared server, against
 /// the alternative without leases, a server container per test — create,
@@ -908,6 +1132,10 @@ async fn run(plan: Plan, raw: Arc<Raw>) -> Result<(Vec<Row>, (f64, f64))> {
         let rows = templates::bench(plan).await?.unwrap_or_default();
         return Ok((rows, (0.0, 0.0)));
     }
+    if plan.only_mysql {
+        eprintln!("· per-test MariaDB database");
+        return Ok((bench_mysql(plan).await?.unwrap_or_default(), (0.0, 0.0)));
+    }
     // Warm-up, untimed: connections, the engine runtime, page cache.
     testdock_lifecycle(End::Teardown).await?;
     raw.lifecycle().await?;
@@ -932,6 +1160,8 @@ async fn run(plan: Plan, raw: Arc<Raw>) -> Result<(Vec<Row>, (f64, f64))> {
     rows.extend(bench_postgres(plan, &raw).await?.unwrap_or_default());
     eprintln!("· per-test databases from a realistic schema: prefetch, none, migrate per test");
     rows.extend(templates::bench(plan).await?.unwrap_or_default());
+    eprintln!("· per-test MariaDB database");
+    rows.extend(bench_mysql(plan).await?.unwrap_or_default());
     eprintln!(
         "· per-test Redis database, {} × 2 alone, {} × 8 × 2 at once",
         plan.databases, plan.parallel_rounds

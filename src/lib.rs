@@ -92,7 +92,7 @@ pub use image::{ensure_image, Image, PullPolicy, LABEL_IMAGE};
 pub use interactive::{ExecSession, Interactive};
 pub use logs::{LogLine, LogSource, LogStream};
 pub use migrations::{BoxError, Migrations, TemplateDb, TemplateKey};
-pub use modules::{postgres, redis};
+pub use modules::{mysql, postgres, redis};
 pub use network::TestNetwork;
 pub use run::{LABEL_IDLE, LABEL_RUN};
 pub use session::{
@@ -128,4 +128,7 @@ fn _assert_impls() {
     send_sync::<redis::TestRedisDb>();
     send_sync::<redis::RedisServer>();
     send_sync::<redis::SharedRedis>();
+    send_sync::<mysql::TestDatabase>();
+    send_sync::<mysql::MysqlServer>();
+    send_sync::<mysql::SharedMysql>();
 }

@@ -47,8 +47,8 @@ use super::fixture::{self, ImageChoice};
 use crate::engine::on_engine;
 use crate::{ContainerSpec, Error, Image, Result, TestContainer, WaitFor};
 
+use super::naming::Origin;
 pub use crate::migrations::{Migrations, TemplateDb, TemplateKey};
-use database::Origin;
 pub use database::TestDatabase;
 pub use image::{local_image, OFFICIAL_IMAGE};
 use server::Inner;

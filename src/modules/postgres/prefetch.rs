@@ -188,7 +188,7 @@ impl Inner {
         format!(
             "{}{}_{n}",
             prefix(template),
-            super::database::process_tag(std::process::id(), crate::session_id())
+            super::super::naming::process_tag(std::process::id(), crate::session_id())
         )
     }
 
