@@ -280,9 +280,30 @@ async fn prefetched_clones_are_isolated_and_taken_by_rename() {
         assert!(Instant::now() < deadline, "no clone was made ready");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let oids = |sql: String| async move {
+        server
+            .psql("postgres", sql)
+            .await
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let ready_before =
+        oids("SELECT oid FROM pg_database WHERE datname LIKE 'tdp\\_%'".into()).await;
     let dbs = futures_util::future::try_join_all((0..8).map(|_| PREFETCHED.fresh_database()))
         .await
         .unwrap();
+    let list: Vec<String> = dbs.iter().map(|d| format!("'{}'", d.name())).collect();
+    let taken = oids(format!(
+        "SELECT oid FROM pg_database WHERE datname IN ({})",
+        list.join(", ")
+    ))
+    .await;
+    assert!(
+        taken.iter().any(|oid| ready_before.contains(oid)),
+        "no test got a ready clone: ready {ready_before:?}, taken {taken:?}"
+    );
     let mut names: Vec<&str> = dbs.iter().map(|d| d.name()).collect();
     names.sort();
     names.dedup();

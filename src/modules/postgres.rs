@@ -378,6 +378,7 @@ impl Postgres {
                     claim_sessions: (self.max_connections as usize / 10)
                         .saturating_sub(1)
                         .min(2),
+                    claims: Default::default(),
                     pools: Mutex::default(),
                     prefetch: self.prefetch,
                     admin: Semaphore::new((self.max_connections as usize / 10).max(1)),

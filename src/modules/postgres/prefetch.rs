@@ -10,7 +10,7 @@
 //! with the server.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::OnceCell;
@@ -33,8 +33,16 @@ pub(crate) struct Pool {
     next: AtomicU64,
 }
 
-/// Says "nothing ready" from the claim statement.
-const NONE_READY: &str = "testdock: no ready clone";
+type Sender = tokio::sync::oneshot::Sender<bool>;
+
+/// Takes waiting to go to the server together.
+#[derive(Debug, Default)]
+pub(crate) struct Claims {
+    /// Template, the name asked for, and where to say whether it was taken.
+    queue: Mutex<Vec<(String, String, Sender)>>,
+    /// Whether a task is sending batches.
+    running: AtomicBool,
+}
 
 /// The comment on a template that records the measured choice, so every
 /// process sharing the server uses it without measuring again.
@@ -105,35 +113,94 @@ impl Inner {
             .unwrap_or(&self.session)
     }
 
-    /// Renames a ready clone of `template` to `name`, in one statement
-    /// through a claim session; false when none is ready.
-    async fn claim(&self, template: &str, name: &str) -> Result<bool> {
-        let like = prefix(template).replace('_', "\\_") + "%";
+    /// Renames a ready clone of `template` to `name`; false when none is
+    /// ready. Takes asked for while one is in flight go together as the
+    /// next batch: one statement, one round trip, however many tests start
+    /// at once.
+    async fn claim(self: &Arc<Self>, template: &str, name: &str) -> Result<bool> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.claims
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((template.to_string(), name.to_string(), tx));
+        if !self.claims.running.swap(true, Ordering::AcqRel) {
+            let this = self.clone();
+            // Its own task: a taker that gives up must not strand the others.
+            tokio::spawn(async move { this.drain_claims().await });
+        }
+        Ok(rx.await.unwrap_or(false))
+    }
+
+    async fn drain_claims(&self) {
+        loop {
+            let batch =
+                std::mem::take(&mut *self.claims.queue.lock().unwrap_or_else(|e| e.into_inner()));
+            if batch.is_empty() {
+                self.claims.running.store(false, Ordering::Release);
+                // One pushed after the take and before the store has no
+                // drainer unless this one goes on.
+                let pending = !self
+                    .claims
+                    .queue
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_empty();
+                if !pending || self.claims.running.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+                continue;
+            }
+            let taken = self.claim_batch(&batch).await;
+            for (_, name, tx) in batch {
+                let _ = tx.send(taken.iter().any(|t| *t == name));
+            }
+        }
+    }
+
+    /// One statement that renames a ready clone to each name asked for
+    /// (PostgreSQL re-checks a name once it holds the database's lock, so
+    /// of two takers of one clone the second sees "does not exist" and
+    /// tries the next), then lists which names now exist.
+    async fn claim_batch(&self, batch: &[(String, String, Sender)]) -> Vec<String> {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+        let mut templates: Vec<&str> = batch.iter().map(|(t, _, _)| t.as_str()).collect();
+        templates.sort_unstable();
+        templates.dedup();
+        let mut body = String::new();
+        for template in templates {
+            let like = prefix(template).replace('_', "\\_") + "%";
+            let names: Vec<String> = batch
+                .iter()
+                .filter(|(t, _, _)| t == template)
+                .map(|(_, n, _)| quote(n))
+                .collect();
+            body.push_str(&format!(
+                "want := ARRAY[{}]::text[]; i := 1; \
+                 FOR r IN SELECT datname FROM pg_database WHERE datname LIKE '{like}' \
+                          ORDER BY random() LOOP \
+                   EXIT WHEN i > array_length(want, 1); \
+                   BEGIN \
+                     EXECUTE format('ALTER DATABASE %I RENAME TO %I', r, want[i]); \
+                     i := i + 1; \
+                   EXCEPTION WHEN invalid_catalog_name OR object_in_use THEN NULL; \
+                   END; \
+                 END LOOP; ",
+                names.join(", ")
+            ));
+        }
+        let all: Vec<String> = batch.iter().map(|(_, n, _)| quote(n)).collect();
         let sql = format!(
-            "DO $testdock$ DECLARE r name; BEGIN \
-               FOR r IN SELECT datname FROM pg_database WHERE datname LIKE '{like}' \
-                        ORDER BY random() LOOP \
-                 BEGIN \
-                   EXECUTE format('ALTER DATABASE %I RENAME TO %I', r, '{new}'); \
-                   RETURN; \
-                 EXCEPTION WHEN invalid_catalog_name OR object_in_use THEN NULL; \
-                 END; \
-               END LOOP; \
-               RAISE EXCEPTION '{NONE_READY}'; \
-             END $testdock$",
-            new = name.replace('\'', "''"),
+            "DO $testdock$ DECLARE r name; i int; want text[]; BEGIN {body} END $testdock$; \
+             SELECT datname FROM pg_database WHERE datname IN ({})",
+            all.join(", ")
         );
         match self.sql_in(self.test_session(), &sql).await {
-            Ok(_) => Ok(true),
-            Err(crate::Error::ExecFailed { stderr_tail, .. })
-                if stderr_tail.contains(NONE_READY) =>
-            {
-                Ok(false)
-            }
+            Ok(rows) => rows.lines().map(str::to_string).collect(),
             Err(e) => {
-                // Making the clone now still works.
-                tracing::debug!(error = %e, "could not take a ready clone");
-                Ok(false)
+                // Making the clones now still works.
+                tracing::debug!(error = %e, "could not take ready clones");
+                Vec::new()
             }
         }
     }

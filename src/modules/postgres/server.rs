@@ -52,6 +52,8 @@ pub(super) struct Inner {
     /// How many of the claimers may be opened: with the background
     /// session, testdock keeps to a tenth of `max_connections`.
     pub(super) claim_sessions: usize,
+    /// Takes of ready clones, sent to the server in batches.
+    pub(super) claims: super::prefetch::Claims,
     /// Ready clones kept per template ([`Postgres::prefetch`](super::Postgres::prefetch)).
     pub(super) pools: Mutex<HashMap<String, Arc<super::prefetch::Pool>>>,
     /// How many ready clones a template may have at most; 0: none.
