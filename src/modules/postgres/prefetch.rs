@@ -153,7 +153,7 @@ impl Inner {
             }
             let taken = self.claim_batch(&batch).await;
             for (_, name, tx) in batch {
-                let _ = tx.send(taken.iter().any(|t| *t == name));
+                let _ = tx.send(taken.contains(&name));
             }
         }
     }
