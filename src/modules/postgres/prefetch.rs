@@ -89,9 +89,10 @@ impl Inner {
         let this = self.clone();
         let template = template.to_string();
         tokio::spawn(async move {
-            if takes == 1 {
+            if takes == 2 {
                 // Opened now, off any test's path, rather than by the first
-                // take that finds the admin session busy.
+                // take that finds the admin session busy; not in a process
+                // that takes one database (nextest's, a process a test).
                 for slot in &this.claimers[..this.claim_sessions] {
                     let _ = this.sql_in(slot, "SELECT 1").await;
                 }
