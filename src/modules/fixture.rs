@@ -1,7 +1,7 @@
-//! What the server fixtures (PostgreSQL, Redis) share: which image runs,
-//! how the server starts (alone, or for the run) until it answers, how it
-//! is removed, and what a test's unit of it (a database) does when its
-//! guard drops.
+//! What the server fixtures (PostgreSQL, Redis, MariaDB) share: which
+//! image runs, how the server starts (alone, or for the run) until it
+//! answers, how it is removed, and what a test's unit of it (a database)
+//! does when its guard drops.
 
 use std::fmt;
 use std::future::Future;

@@ -181,15 +181,7 @@ impl MysqlServer {
     ///
     /// [`Error::Docker`] if the engine refuses.
     pub async fn teardown(self) -> Result<()> {
-        match Arc::try_unwrap(self.inner) {
-            Ok(inner) => inner.container.teardown().await,
-            Err(shared) => {
-                let id = shared.container.id().to_string();
-                drop(shared);
-                let owned = crate::reaper::Owned::default();
-                on_engine(async move { crate::reaper::remove(&id, &owned).await }).await
-            }
-        }
+        crate::modules::fixture::teardown(self.inner, |i| i.container, |i| &i.container).await
     }
 }
 
