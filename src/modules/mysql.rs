@@ -467,26 +467,12 @@ fn lit(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
-/// Percent-encodes a URL's user or password.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn quoting() {
-        assert_eq!(percent_encode("p@ss:w/rd"), "p%40ss%3Aw%2Frd");
         assert_eq!(ident("a`b"), "`a``b`");
         assert_eq!(lit("it's \\"), "'it''s \\\\'");
     }

@@ -12,9 +12,7 @@ use tokio::sync::OnceCell;
 
 use super::copy::Recipe;
 use super::session::{self, Session};
-use super::{
-    ident, lit, percent_encode, Migrations, Origin, TestDatabase, ADMIN_TIMEOUT, MAX_NAME, SQL_DIR,
-};
+use super::{ident, lit, Migrations, Origin, TestDatabase, ADMIN_TIMEOUT, MAX_NAME, SQL_DIR};
 use crate::engine::on_engine;
 use crate::migrations::{Script, Step, TemplateDb};
 use crate::{Error, Result, TestContainer};
@@ -187,13 +185,13 @@ impl MysqlServer {
 
 impl Inner {
     pub(super) fn url(&self, database: &str) -> String {
-        format!(
-            "mysql://{}:{}@{}:{}/{}",
-            percent_encode(&self.user),
-            percent_encode(&self.password),
-            self.host,
+        crate::modules::fixture::database_url(
+            "mysql",
+            &self.user,
+            &self.password,
+            &self.host,
             self.port,
-            percent_encode(database)
+            database,
         )
     }
 
