@@ -1,7 +1,7 @@
-//! What the server fixtures (PostgreSQL, Redis) share: which image runs,
-//! how the server starts (alone, or for the run) until it answers, how it
-//! is removed, and what a test's unit of it (a database) does when its
-//! guard drops.
+//! What the server fixtures (PostgreSQL, Redis, MariaDB) share: which
+//! image runs, how the server starts (alone, or for the run) until it
+//! answers, how it is removed, and what a test's unit of it (a database)
+//! does when its guard drops.
 
 use std::fmt;
 use std::future::Future;
@@ -108,6 +108,38 @@ pub(crate) fn queue(what: String, work: impl Future<Output = Result<()>> + Send 
     });
 }
 
+/// `scheme://user:password@host:port/database`, user, password and
+/// database percent-encoded, for any client.
+pub(crate) fn database_url(
+    scheme: &str,
+    user: &str,
+    password: &str,
+    host: &str,
+    port: u16,
+    database: &str,
+) -> String {
+    let (user, password, database) = (
+        percent_encode(user),
+        percent_encode(password),
+        percent_encode(database),
+    );
+    format!("{scheme}://{user}:{password}@{host}:{port}/{database}")
+}
+
+/// Percent-encodes all but URL-unreserved characters.
+fn percent_encode(s: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
 /// Says, beside the failure, that `what` of the failing test is kept at
 /// `url`; with `TESTDOCK_KEEP=on-failure` keeps the server's container too
 /// (marked once, however many units ask). Never panics: it runs in `Drop`
@@ -132,5 +164,20 @@ pub(crate) fn report_kept(
              at exit; TESTDOCK_KEEP=on-failure keeps it)",
             c.name()
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_encode_credentials_and_name() {
+        assert_eq!(percent_encode("p@ss:w/rd"), "p%40ss%3Aw%2Frd");
+        assert_eq!(percent_encode("plain-1.x_~"), "plain-1.x_~");
+        assert_eq!(
+            database_url("mysql", "u", "p@ss", "127.0.0.1", 3306, "t_a b"),
+            "mysql://u:p%40ss@127.0.0.1:3306/t_a%20b"
+        );
     }
 }

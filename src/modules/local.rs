@@ -18,7 +18,7 @@ use crate::{HostImage, LABEL_IMAGE};
 /// A server installed on this machine that a fixture can make its image
 /// from.
 pub(crate) trait Install: Sized + Send + 'static {
-    /// As messages name it: `PostgreSQL`, `Redis`.
+    /// As messages name it: `PostgreSQL`, `Redis`, `MariaDB`.
     const PRODUCT: &'static str;
     /// The official image tried first.
     const OFFICIAL: &'static str;

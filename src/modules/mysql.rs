@@ -52,6 +52,7 @@ use crate::engine::on_engine;
 use crate::migrations::BoxError;
 use crate::{ContainerSpec, Error, Image, Result, TestContainer, WaitFor};
 
+use super::fixture::{self, ImageChoice};
 use super::naming::Origin;
 pub use crate::migrations::{Migrations, TemplateDb, TemplateKey};
 pub use database::TestDatabase;
@@ -113,14 +114,6 @@ pub struct Mysql {
     max_connections: u32,
     prefetch: usize,
     startup_timeout: Duration,
-}
-
-#[derive(Clone, Debug)]
-enum ImageChoice {
-    /// The official image if present or pullable, else the local one.
-    Default,
-    Local,
-    Given(Image),
 }
 
 impl Default for Mysql {
@@ -391,49 +384,34 @@ impl Mysql {
         on_engine(async move {
             // A typo in a path must create nothing.
             self.migrations.load_off_runtime().await?;
-            let image = match &self.image {
-                ImageChoice::Given(i) => i.clone(),
-                ImageChoice::Local => Image::named(local_image().await?),
-                ImageChoice::Default => Image::named(image::default_image().await?),
-            };
+            let image = self.image.resolve::<image::Install, _>(local_image).await?;
             // The official MySQL image (`mysql:8`, `…/mysql-server:8`).
             let shown = format!("{image:?}");
             let mysql = shown.contains("mysql:") || shown.contains("mysql-server");
             let client = if mysql { "mysql" } else { "mariadb" };
             let spec = self.spec(image, mysql);
-            let container = match shared {
-                true => crate::shared::start_shared(spec).await?,
-                false => spec.start().await?,
-            };
-            match ready(&container, &self, client).await {
-                Ok((version, port, session)) => Ok(MysqlServer {
-                    inner: Arc::new(Inner {
-                        host: container.host().to_string(),
-                        container,
-                        port,
-                        version,
-                        client: client.into(),
-                        user: self.user.clone(),
-                        password: self.url_password(),
-                        root_password: self.root_pw(),
-                        migrations: self.migrations,
-                        prefetch: self.prefetch,
-                        templates: Mutex::default(),
-                        session: tokio::sync::Mutex::new(Some(session)),
-                        background: tokio::sync::Mutex::new(None),
-                        dropper: tokio::sync::Mutex::new(None),
-                        next: AtomicU64::new(1),
-                        kept: AtomicBool::new(false),
-                    }),
+            let (container, (version, port, session)) =
+                fixture::start(spec, shared, async |c| ready(c, &self, client).await).await?;
+            Ok(MysqlServer {
+                inner: Arc::new(Inner {
+                    host: container.host().to_string(),
+                    container,
+                    port,
+                    version,
+                    client: client.into(),
+                    user: self.user.clone(),
+                    password: self.url_password(),
+                    root_password: self.root_pw(),
+                    migrations: self.migrations,
+                    prefetch: self.prefetch,
+                    templates: Mutex::default(),
+                    session: tokio::sync::Mutex::new(Some(session)),
+                    background: tokio::sync::Mutex::new(None),
+                    dropper: tokio::sync::Mutex::new(None),
+                    next: AtomicU64::new(1),
+                    kept: AtomicBool::new(false),
                 }),
-                // A shared server is not this caller's to remove: the
-                // run removes it (and the process's own goes at exit).
-                Err(e) if shared => Err(e),
-                Err(e) => {
-                    let _ = container.teardown().await;
-                    Err(e)
-                }
-            }
+            })
         })
         .await
     }
@@ -489,26 +467,12 @@ fn lit(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
-/// Percent-encodes a URL's user or password.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn quoting() {
-        assert_eq!(percent_encode("p@ss:w/rd"), "p%40ss%3Aw%2Frd");
         assert_eq!(ident("a`b"), "`a``b`");
         assert_eq!(lit("it's \\"), "'it''s \\\\'");
     }

@@ -4,19 +4,16 @@
 //! tmpfs.
 
 use std::path::Path;
-use std::time::UNIX_EPOCH;
 
-use sha2::{Digest, Sha256};
-
-use crate::engine::{client, on_engine};
-use crate::error::{status_of, Error, Result};
+use crate::error::Result;
+use crate::modules::local;
 use crate::HostImage;
 
 /// The official image tried first by default.
 pub const OFFICIAL_IMAGE: &str = "mariadb:11";
 
-/// Repository of the image [`local_image`] makes; the tag is a fingerprint
-/// of what went in.
+/// Repository of the image [`local_image`] makes; the tag is the version
+/// and a fingerprint of what went in.
 const REPOSITORY: &str = "testdock/mariadb";
 
 /// Changes whenever the recipe changes in a way the fingerprint's other
@@ -45,38 +42,92 @@ const TOOLS: &[&str] = &[
 /// `MARIADB_USER`, `MARIADB_PASSWORD`, their `MYSQL_*` aliases,
 /// `/docker-entrypoint-initdb.d`). No registry is needed.
 ///
-/// The image is tagged `testdock/mariadb:<fingerprint>` and reused while
-/// the install and the recipe are unchanged: then this costs one `inspect`.
-/// The first build takes a few seconds.
+/// The image is tagged `testdock/mariadb:<version>-<fingerprint>` and
+/// reused while the install and the recipe are unchanged: then this costs
+/// one `inspect`. The first build takes a few seconds.
 ///
 /// # Errors
 ///
-/// [`Error::ImageUnavailable`] when no MariaDB server is installed at
-/// `/usr/sbin/mariadbd`; [`Error::Io`] when a file cannot be packed;
-/// [`Error::BuildFailed`] when the build fails.
+/// [`Error::ImageUnavailable`](crate::Error::ImageUnavailable) when no
+/// MariaDB server is installed at `/usr/sbin/mariadbd` or its build fails;
+/// [`Error::Io`](crate::Error::Io) or [`Error::Docker`](crate::Error::Docker)
+/// if packing or building fails.
 pub async fn local_image() -> Result<String> {
     static BUILT: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
-    BUILT.get_or_try_init(|| on_engine(build())).await.cloned()
+    local::once::<Install>(&BUILT).await
 }
 
-/// Cheap to compute, so a present image costs no packing: the recipe, and
-/// size and mtime of the binaries (a package upgrade changes them).
-fn fingerprint() -> String {
-    let mut h = Sha256::new();
-    h.update(RECIPE_VERSION);
-    h.update(ENTRYPOINT);
-    h.update(dockerfile("base"));
-    for bin in [SERVER, CLIENT] {
-        if let Ok(meta) = std::fs::metadata(bin) {
-            let mtime = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_nanos());
-            h.update(format!("{bin}:{}:{mtime};", meta.len()));
+/// The MariaDB install at its Debian paths, and its version.
+pub(crate) struct Install {
+    version: String,
+}
+
+/// `10.11.19` from `mariadbd  Ver 10.11.19-MariaDB-0+deb12u1 for …`.
+fn parse_version(text: &str) -> Option<String> {
+    let mut words = text.split_whitespace();
+    words.find(|w| *w == "Ver")?;
+    let v = words.next()?.split('-').next()?;
+    let ok = !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.');
+    ok.then(|| v.to_string())
+}
+
+impl local::Install for Install {
+    const PRODUCT: &'static str = "MariaDB";
+    const OFFICIAL: &'static str = OFFICIAL_IMAGE;
+    const REPOSITORY: &'static str = REPOSITORY;
+    const LABEL: &'static str = "mariadb";
+
+    fn find() -> Option<Install> {
+        let installed =
+            Path::new(SERVER).is_file() && Path::new(CLIENT).is_file() && Path::new(SHARE).is_dir();
+        if !installed {
+            return None;
         }
+        let out = std::process::Command::new(SERVER)
+            .arg("--version")
+            .output()
+            .ok()?;
+        let version = parse_version(&String::from_utf8_lossy(&out.stdout))?;
+        Some(Install { version })
     }
-    crate::util::hex(&h.finalize()[..8])
+
+    fn missing() -> String {
+        format!(
+            "no MariaDB server at {SERVER} (with {CLIENT} and {SHARE}); install one \
+             (apt-get install mariadb-server) or make a registry with {OFFICIAL_IMAGE} \
+             reachable"
+        )
+    }
+
+    fn version(&self) -> &str {
+        &self.version
+    }
+
+    fn location(&self) -> &Path {
+        Path::new(SERVER)
+    }
+
+    /// The recipe, and size and mtime of the binaries (a package upgrade
+    /// changes them).
+    fn fingerprint(&self) -> String {
+        local::fingerprint(
+            &[
+                RECIPE_VERSION,
+                ENTRYPOINT,
+                &dockerfile("base"),
+                &TOOLS.join(" "),
+            ],
+            [Path::new(SERVER), Path::new(CLIENT)],
+        )
+    }
+
+    fn host_image(&self) -> Result<HostImage> {
+        Ok(host_image())
+    }
+
+    fn dockerfile(base: &str) -> String {
+        dockerfile(base)
+    }
 }
 
 /// The files: server, client, share files (system tables' SQL, error
@@ -135,96 +186,6 @@ CMD ["mariadbd"]
     )
 }
 
-/// The server's image as [`Mysql`](super::Mysql) picks it by default,
-/// cheapest first: the official image if present, the local one if already
-/// built, the official one if it can be pulled, else the local one, built
-/// now. So an air-gapped machine does not try a pull on every run.
-pub(crate) async fn default_image() -> Result<String> {
-    if present(OFFICIAL_IMAGE).await? {
-        return Ok(OFFICIAL_IMAGE.to_string());
-    }
-    let local = installed().then(reference);
-    if let Some(reference) = &local {
-        if present(reference).await? {
-            return Ok(reference.clone());
-        }
-    }
-    match crate::ensure_image(OFFICIAL_IMAGE).await {
-        Ok(()) => Ok(OFFICIAL_IMAGE.to_string()),
-        Err(official) => {
-            if local.is_some() {
-                crate::progress::say(format!(
-                    "{OFFICIAL_IMAGE} cannot be pulled (no registry reachable?); using this \
-                     machine's MariaDB instead"
-                ));
-            }
-            local_image()
-                .await
-                .map_err(|local| Error::ImageUnavailable {
-                    image: format!("{OFFICIAL_IMAGE} | {REPOSITORY}"),
-                    reason: format!("{official}; {local}"),
-                })
-        }
-    }
-}
-
-fn installed() -> bool {
-    Path::new(SERVER).is_file() && Path::new(CLIENT).is_file() && Path::new(SHARE).is_dir()
-}
-
-fn reference() -> String {
-    format!("{REPOSITORY}:{}", fingerprint())
-}
-
-async fn present(reference: &str) -> Result<bool> {
-    match client().await?.inspect_image(reference).await {
-        Ok(_) => Ok(true),
-        Err(e) if status_of(&e) == Some(404) => Ok(false),
-        Err(e) => Err(Error::docker(format!("inspect image {reference}"), e)),
-    }
-}
-
-async fn build() -> Result<String> {
-    if !installed() {
-        return Err(Error::ImageUnavailable {
-            image: format!("{REPOSITORY} (made from the local install)"),
-            reason: format!(
-                "no MariaDB server at {SERVER} (with {CLIENT} and {SHARE}); install one \
-                 (apt-get install mariadb-server) or make a registry with {OFFICIAL_IMAGE} \
-                 reachable"
-            ),
-        });
-    }
-    let reference = reference();
-    if present(&reference).await? {
-        return Ok(reference);
-    }
-    let base = host_image().build_on_engine().await?;
-    let context = dockerfile_context(&dockerfile(&base))?;
-    crate::build::build_context(
-        &reference,
-        context,
-        "Dockerfile",
-        Default::default(),
-        "mariadb",
-    )
-    .await?;
-    Ok(reference)
-}
-
-/// A build context holding only the Dockerfile.
-fn dockerfile_context(dockerfile: &str) -> Result<Vec<u8>> {
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_size(dockerfile.len() as u64);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    let io = |e| Error::io("cannot make the build context of the MariaDB image", e);
-    b.append_data(&mut h, "Dockerfile", dockerfile.as_bytes())
-        .map_err(io)?;
-    b.into_inner().map_err(io)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,5 +205,14 @@ mod tests {
         assert!(d.starts_with("FROM testdock/mariadb-files:abc\n"));
         assert!(d.contains("USER 999:999"));
         assert!(d.contains("--bootstrap"));
+    }
+
+    #[test]
+    fn the_version_is_read_from_mariadbd() {
+        let line =
+            "/usr/sbin/mariadbd  Ver 10.11.19-MariaDB-0+deb12u1 for debian-linux-gnu on x86_64";
+        assert_eq!(parse_version(line).as_deref(), Some("10.11.19"));
+        assert_eq!(parse_version("nonsense"), None);
+        assert_eq!(parse_version("mariadbd Ver ../x"), None);
     }
 }

@@ -12,9 +12,7 @@ use tokio::sync::OnceCell;
 
 use super::copy::Recipe;
 use super::session::{self, Session};
-use super::{
-    ident, lit, percent_encode, Migrations, Origin, TestDatabase, ADMIN_TIMEOUT, MAX_NAME, SQL_DIR,
-};
+use super::{ident, lit, Migrations, Origin, TestDatabase, ADMIN_TIMEOUT, MAX_NAME, SQL_DIR};
 use crate::engine::on_engine;
 use crate::migrations::{Script, Step, TemplateDb};
 use crate::{Error, Result, TestContainer};
@@ -181,27 +179,19 @@ impl MysqlServer {
     ///
     /// [`Error::Docker`] if the engine refuses.
     pub async fn teardown(self) -> Result<()> {
-        match Arc::try_unwrap(self.inner) {
-            Ok(inner) => inner.container.teardown().await,
-            Err(shared) => {
-                let id = shared.container.id().to_string();
-                drop(shared);
-                let owned = crate::reaper::Owned::default();
-                on_engine(async move { crate::reaper::remove(&id, &owned).await }).await
-            }
-        }
+        crate::modules::fixture::teardown(self.inner, |i| i.container, |i| &i.container).await
     }
 }
 
 impl Inner {
     pub(super) fn url(&self, database: &str) -> String {
-        format!(
-            "mysql://{}:{}@{}:{}/{}",
-            percent_encode(&self.user),
-            percent_encode(&self.password),
-            self.host,
+        crate::modules::fixture::database_url(
+            "mysql",
+            &self.user,
+            &self.password,
+            &self.host,
             self.port,
-            percent_encode(database)
+            database,
         )
     }
 

@@ -11,10 +11,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use super::migrations::parse_failure;
 use super::session::{self, Session};
-use super::{
-    ident, percent_encode, Migrations, Origin, TestDatabase, ADMIN_TIMEOUT, CONNECTION_WAIT,
-    SQL_DIR,
-};
+use super::{ident, Migrations, Origin, TestDatabase, ADMIN_TIMEOUT, CONNECTION_WAIT, SQL_DIR};
 use crate::engine::{client, on_engine};
 use crate::migrations::{self, Script, Step};
 use crate::TemplateDb;
@@ -219,13 +216,13 @@ impl PostgresServer {
 
 impl Inner {
     pub(super) fn url(&self, database: &str) -> String {
-        format!(
-            "postgres://{}:{}@{}:{}/{}",
-            percent_encode(&self.user),
-            percent_encode(&self.password),
-            self.host,
+        crate::modules::fixture::database_url(
+            "postgres",
+            &self.user,
+            &self.password,
+            &self.host,
             self.port,
-            percent_encode(database)
+            database,
         )
     }
 
