@@ -42,6 +42,8 @@ pub(crate) struct Claims {
     queue: Mutex<Vec<(String, String, Sender)>>,
     /// Whether a task is sending batches.
     running: AtomicBool,
+    /// Ready clones per template, as the last listing showed them.
+    known: Mutex<std::collections::HashMap<String, Vec<String>>>,
 }
 
 /// The comment on a template that records the measured choice, so every
@@ -168,51 +170,77 @@ impl Inner {
         }
     }
 
-    /// One statement that renames a ready clone to each name asked for
-    /// (PostgreSQL re-checks a name once it holds the database's lock, so
-    /// of two takers of one clone the second sees "does not exist" and
-    /// tries the next), then lists which names now exist.
+    /// Renames a ready clone to each name asked for, in one round trip:
+    /// plain `ALTER DATABASE … RENAME` statements for ready clones known
+    /// from the last listing (a `DO` block would cost milliseconds of
+    /// PL/pgSQL compiling each time), then a listing of which names now
+    /// exist and which clones are still ready. PostgreSQL re-checks a name
+    /// once it holds the database's lock, so of two takers of one clone the
+    /// second sees "does not exist". Names not served, when the listing
+    /// shows clones not tried, get one more round.
     async fn claim_batch(&self, batch: &[(String, String, Sender)]) -> Vec<String> {
-        let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
-        let mut templates: Vec<&str> = batch.iter().map(|(t, _, _)| t.as_str()).collect();
-        templates.sort_unstable();
-        templates.dedup();
-        let mut body = String::new();
-        for template in templates {
-            let like = prefix(template).replace('_', "\\_") + "%";
-            let names: Vec<String> = batch
-                .iter()
-                .filter(|(t, _, _)| t == template)
-                .map(|(_, n, _)| quote(n))
-                .collect();
-            body.push_str(&format!(
-                "want := ARRAY[{}]::text[]; i := 1; \
-                 FOR r IN SELECT datname FROM pg_database WHERE datname LIKE '{like}' \
-                          ORDER BY random() LOOP \
-                   EXIT WHEN i > array_length(want, 1); \
-                   BEGIN \
-                     EXECUTE format('ALTER DATABASE %I RENAME TO %I', r, want[i]); \
-                     i := i + 1; \
-                   EXCEPTION WHEN invalid_catalog_name OR object_in_use THEN NULL; \
-                   END; \
-                 END LOOP; ",
-                names.join(", ")
+        let mut taken = Vec::new();
+        let mut tried: Vec<String> = Vec::new();
+        for _round in 0..2 {
+            let mut sql = String::new();
+            let mut wanted = Vec::new();
+            {
+                let mut known = self.claims.known.lock().unwrap_or_else(|e| e.into_inner());
+                for (template, name, _) in batch {
+                    if taken.contains(name) {
+                        continue;
+                    }
+                    wanted.push(name.clone());
+                    let ready = known.entry(template.clone()).or_default();
+                    if let Some(i) = ready.iter().position(|r| !tried.contains(r)) {
+                        let r = ready.swap_remove(i);
+                        sql.push_str(&format!(
+                            "ALTER DATABASE {} RENAME TO {};\n",
+                            ident(&r),
+                            ident(name)
+                        ));
+                        tried.push(r);
+                    }
+                }
+            }
+            if wanted.is_empty() {
+                break;
+            }
+            let quote = |s: &String| format!("'{}'", s.replace('\'', "''"));
+            let targets: Vec<String> = wanted.iter().map(quote).collect();
+            sql.push_str(&format!(
+                "SELECT datname FROM pg_database WHERE datname IN ({}) OR datname LIKE 'tdp\\_%'",
+                targets.join(", ")
             ));
-        }
-        let all: Vec<String> = batch.iter().map(|(_, n, _)| quote(n)).collect();
-        let sql = format!(
-            "DO $testdock$ DECLARE r name; i int; want text[]; BEGIN {body} END $testdock$; \
-             SELECT datname FROM pg_database WHERE datname IN ({})",
-            all.join(", ")
-        );
-        match self.sql_in(self.test_session(), &sql).await {
-            Ok(rows) => rows.lines().map(str::to_string).collect(),
-            Err(e) => {
-                // Making the clones now still works.
-                tracing::debug!(error = %e, "could not take ready clones");
-                Vec::new()
+            let rows = match self.sql_in(self.test_session(), &sql).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    // Making the clones now still works.
+                    tracing::debug!(error = %e, "could not take ready clones");
+                    break;
+                }
+            };
+            let mut known = self.claims.known.lock().unwrap_or_else(|e| e.into_inner());
+            known.clear();
+            let mut untried = false;
+            for row in rows.lines() {
+                if wanted.iter().any(|w| w == row) {
+                    taken.push(row.to_string());
+                } else if let Some(hash) =
+                    row.strip_prefix("tdp_").and_then(|r| r.split('_').next())
+                {
+                    untried |= !tried.iter().any(|t| t == row);
+                    known
+                        .entry(format!("tmpl_{hash}"))
+                        .or_default()
+                        .push(row.to_string());
+                }
+            }
+            if taken.len() == batch.len() || !untried {
+                break;
             }
         }
+        taken
     }
 
     /// Makes ready clones of `template` until the server has as many as
@@ -257,6 +285,13 @@ impl Inner {
                 elapsed_ms = crate::trace::ms(t0),
                 "ready clone made"
             );
+            self.claims
+                .known
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(template.to_string())
+                .or_default()
+                .push(name);
         }
     }
 
