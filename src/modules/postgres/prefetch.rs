@@ -385,8 +385,7 @@ fn strategy_clause(choice: Option<&str>) -> &'static str {
 
 /// The advisory lock one refiller of `template` holds.
 fn lock_key(template: &str) -> i64 {
-    let digest = <sha2::Sha256 as sha2::Digest>::digest(format!("refill {template}").as_bytes());
-    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+    super::server::advisory_key(&format!("refill {template}"))
 }
 
 #[cfg(test)]

@@ -337,8 +337,7 @@ impl Inner {
         if self.sql(&made).await?.trim() == "t" {
             return Ok(());
         }
-        let digest = <sha2::Sha256 as sha2::Digest>::digest(name.as_bytes());
-        let key = i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+        let key = advisory_key(name);
         let deadline = Instant::now() + TEMPLATE_WAIT;
         while self
             .sql(&format!("SELECT pg_try_advisory_lock({key})"))
@@ -628,4 +627,11 @@ impl Inner {
             stderr_tail: message,
         }
     }
+}
+
+/// A PostgreSQL advisory lock's key for `what`: 64 bits of its hash, the
+/// same in every process sharing the server.
+pub(super) fn advisory_key(what: &str) -> i64 {
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(what.as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
