@@ -1196,6 +1196,13 @@ fn peak_rss() -> String {
 async fn main() -> Result<()> {
     let plan = Plan::from_args()?;
     let began = Instant::now();
+    if std::env::var_os("RUST_LOG").is_some() {
+        // `RUST_LOG=testdock=debug` shows where a figure's time goes.
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
 
     let (image, built_in) = timed(HostImage::shell().build()).await;
     let image = image?;

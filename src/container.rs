@@ -860,6 +860,12 @@ impl TestContainer {
         }
     }
 
+    /// Whether the container goes when this process ends (its guard is
+    /// armed): not one joined or handed over to its run.
+    pub(crate) fn removed_with_process(&self) -> bool {
+        self.armed
+    }
+
     /// Hands the container over to its run: dropping the guard then leaves
     /// it alone.
     pub(crate) fn disarm(&mut self) {

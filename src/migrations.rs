@@ -193,6 +193,39 @@ impl Migrations {
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
     }
 
+    /// What the files this reads look like from their metadata (paths,
+    /// sizes, modification times): when it is unchanged, so are the steps,
+    /// and a take need not read them again. `None` — read them — when a
+    /// file cannot be seen or changed in the last two seconds: timestamps
+    /// are coarse, and a second edit within one tick would keep them.
+    pub(crate) fn fingerprint(&self) -> Option<u64> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let recent = std::time::SystemTime::now() - std::time::Duration::from_secs(2);
+        let mut files = Vec::new();
+        for source in &self.sources {
+            match source {
+                Source::Dir(dir, _) => stat_tree(dir, &mut files).ok()?,
+                Source::Code(code) => {
+                    if let KeySource::Files(paths) = &code.key.0 {
+                        for root in paths {
+                            stat_tree(root, &mut files).ok()?;
+                        }
+                    }
+                }
+                Source::Sql { .. } => {}
+            }
+        }
+        for (path, meta) in files {
+            let modified = meta.modified().ok()?;
+            if modified > recent {
+                return None;
+            }
+            (path, meta.len(), modified).hash(&mut h);
+        }
+        Some(h.finish())
+    }
+
     /// Every step, read, in order.
     pub(crate) fn load(&self) -> Result<Vec<Step>> {
         let mut steps = Vec::new();
@@ -567,6 +600,23 @@ impl From<String> for TemplateKey {
 
 /// Every file under `path` (or `path` itself), with its name relative to
 /// `root`.
+/// Every file under `path` (or `path` itself) with its metadata.
+fn stat_tree(path: &Path, out: &mut Vec<(PathBuf, std::fs::Metadata)>) -> std::io::Result<()> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_dir() {
+        out.push((path.to_path_buf(), meta));
+        return Ok(());
+    }
+    let mut entries = std::fs::read_dir(path)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    entries.sort();
+    for entry in entries {
+        stat_tree(&entry, out)?;
+    }
+    Ok(())
+}
+
 fn walk(root: &Path, path: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<()> {
     let io = |e| {
         Error::io(
@@ -708,6 +758,41 @@ mod tests {
             name: name.into(),
             text: text.into(),
         })
+    }
+
+    #[test]
+    fn the_fingerprint_follows_the_files_and_waits_out_fresh_edits() {
+        let tmp = std::env::temp_dir().join(format!("testdock-fp-{}", std::process::id()));
+        std::fs::create_dir_all(tmp.join("1_a")).unwrap();
+        let file = tmp.join("1_a/up.sql");
+        let age = |path: &Path| {
+            let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        };
+        std::fs::write(&file, "v1").unwrap();
+        let m = Migrations::new().dir(&tmp);
+        assert_eq!(m.fingerprint(), None, "a file edited just now is read");
+        age(&file);
+        let first = m.fingerprint().expect("files left alone");
+        assert_eq!(m.fingerprint(), Some(first));
+        std::fs::write(&file, "v22").unwrap();
+        age(&file);
+        assert_ne!(m.fingerprint(), Some(first), "a changed size");
+        std::fs::remove_dir_all(&tmp).unwrap();
+        assert_eq!(
+            m.fingerprint(),
+            None,
+            "a missing directory is read (and fails)"
+        );
+        assert!(Migrations::new()
+            .sql("a", "SELECT 1")
+            .fingerprint()
+            .is_some());
     }
 
     #[test]

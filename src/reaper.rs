@@ -238,6 +238,16 @@ async fn yield_to_starts() {
     }
 }
 
+/// Work the exit hook starts first, on the engine runtime.
+type ExitWork = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+static EXIT_WORK: Mutex<Vec<ExitWork>> = Mutex::new(Vec::new());
+
+/// Has the exit hook run `work` (and wait for it, as for queued work):
+/// for what a process holds in a server that outlives it.
+pub(crate) fn on_exit(work: ExitWork) {
+    lock(&EXIT_WORK).push(work);
+}
+
 /// Runs cleanup work on the engine runtime, counted so the exit hook can
 /// wait for it.
 pub(crate) fn queue(work: impl std::future::Future<Output = ()> + Send + 'static) {
@@ -292,6 +302,9 @@ fn at_exit() {
         return;
     }
     keep_shared_if_a_test_failed();
+    for work in std::mem::take(&mut *lock(&EXIT_WORK)) {
+        queue(work());
+    }
     let owns = owns_anything();
     if !owns && Lazy::get(&PENDING).is_none_or(|(n, _)| *lock(n) == 0) {
         return;

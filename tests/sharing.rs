@@ -111,6 +111,32 @@ async fn child(mode: &str) {
                 built.trim().replace(' ', "_")
             ));
         }
+        // Takes databases until one is a ready clone of its own, then
+        // exits holding more of them.
+        "pg-many" => {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let db = PG.fresh_database().await.unwrap();
+                if db.name().starts_with("t_ready_") {
+                    out(format!("PG-OWN {}", db.name()));
+                    break;
+                }
+                assert!(Instant::now() < deadline, "no ready clone of its own");
+                drop(db);
+            }
+        }
+        "pg-list" => {
+            let server = PG.server().await.unwrap();
+            let names = server
+                .psql(
+                    "postgres",
+                    "SELECT string_agg(datname, ',') FROM pg_database \
+                     WHERE datname LIKE 't\\_ready\\_%' OR datname LIKE 'tdp\\_%'",
+                )
+                .await
+                .unwrap();
+            out(format!("LIST {}", names.trim()));
+        }
         other => panic!("unknown child mode {other}"),
     }
 }
@@ -306,6 +332,36 @@ async fn one_postgres_server_and_one_template_for_the_run() {
     assert_eq!(names.len(), 4, "a database of its own each: {got:?}");
     assert_eq!(built.len(), 1, "the template was made once: {got:?}");
     assert_eq!(pg_servers(&tag).await, 1);
+    run.end();
+    eventually(Duration::from_secs(15), "the run's server removed", || {
+        let tag = tag.clone();
+        async move { pg_servers(&tag).await == 0 }
+    })
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "requires Docker"]
+async fn a_process_taking_many_gets_clones_of_its_own_and_gives_them_back_at_exit() {
+    let tag = unique("pgown").replace('-', "_");
+    let mut run = Runner::start("sharing_probe", &[]);
+    run.spawn(0, "pg-many", &tag);
+    // t_ready_<template hash>_<process tag>_<n>
+    let own = run.expect(0, "PG-OWN");
+    let process = own.rsplit_once('_').unwrap().0.to_string();
+    run.expect_exit(0);
+    run.spawn(1, "pg-list", &tag);
+    let list = run.expect(1, "LIST");
+    let names: Vec<&str> = list.split(',').collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with(&process)),
+        "a clone of the exited process is still its own: {names:?}"
+    );
+    let spare = process.replacen("t_ready_", "tdp_", 1);
+    assert!(
+        names.iter().any(|n| n.starts_with(&spare)),
+        "its clones were not given back as spares ({spare}…): {names:?}"
+    );
     run.end();
     eventually(Duration::from_secs(15), "the run's server removed", || {
         let tag = tag.clone();

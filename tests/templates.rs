@@ -351,6 +351,57 @@ async fn prefetched_clones_are_isolated_and_taken_by_rename() {
         .await
         .unwrap();
     assert!(note.starts_with("testdock:strategy="), "{note}");
+
+    // Having taken nine, the process keeps ready clones of its own: a take
+    // gets one under its own name, with no round trip to the server.
+    let own_ready = || async {
+        let held: Vec<String> = dbs.iter().map(|d| d.name().to_string()).collect();
+        let all =
+            oids("SELECT datname FROM pg_database WHERE datname LIKE 't\\_ready\\_%'".into()).await;
+        all.into_iter()
+            .filter(|n| !held.contains(n))
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while own_ready().await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no ready clone of its own was made"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let unclaimed = own_ready().await;
+    let own = PREFETCHED.fresh_database().await.unwrap();
+    assert!(
+        unclaimed.contains(&own.name().to_string()),
+        "{} not of {unclaimed:?}",
+        own.name()
+    );
+    let tables: i64 = connect(own.url())
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 24);
+    // Listed once taken; those not taken are testdock's.
+    let listed = server.databases().await.unwrap();
+    assert!(listed.contains(&own.name().to_string()), "{listed:?}");
+    // (Another static's server on the same container is another owner,
+    // as another process would be: only this template's are this one's.)
+    let mine = format!("t_ready_{}_", own.template().trim_start_matches("tmpl_"));
+    let still: Vec<_> = own_ready()
+        .await
+        .into_iter()
+        .filter(|n| n != own.name() && n.starts_with(&mine))
+        .collect();
+    assert!(
+        still.iter().all(|n| !listed.contains(n)),
+        "{listed:?} lists {still:?}"
+    );
 }
 
 #[tokio::test]

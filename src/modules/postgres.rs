@@ -237,13 +237,14 @@ impl Postgres {
         self
     }
 
-    /// How many clones of each template may be kept ready in the
+    /// How many clones of each template a process may keep ready in the
     /// background (default 8; 0 turns prefetching off), so
-    /// [`fresh_database`](PostgresServer::fresh_database) only renames one
-    /// (under a millisecond) instead of copying the template (~15 ms). A
-    /// template gets one ready clone after its first use in a process and
-    /// as many as it was taken, up to this bound, after that; see the
-    /// README's "Prefetched clones".
+    /// [`fresh_database`](PostgresServer::fresh_database) hands one over
+    /// (no round trip) or renames the server's spare (one) instead of
+    /// copying the template (~15–30 ms). A template gets one spare in the
+    /// server after its first use, and a process that takes a second
+    /// database keeps as many of its own as it took, up to this bound; see
+    /// the README's "Prefetched clones".
     pub fn prefetch(mut self, clones: usize) -> Self {
         self.prefetch = clones;
         self
@@ -372,6 +373,7 @@ impl Postgres {
                     admin_db: self.database,
                     migrations: self.migrations,
                     templates: Mutex::default(),
+                    read: Mutex::default(),
                     session: tokio::sync::Mutex::new(Some(session)),
                     claimers: Default::default(),
                     claim_sessions: (self.max_connections as usize / 10)

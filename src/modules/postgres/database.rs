@@ -12,7 +12,9 @@ use crate::Result;
 ///
 /// Named `t_<test path>_<hash of it>_<process>_<n>` (63 bytes at most:
 /// the path's end, fn name first, is kept), so a printed URL says whose it
-/// is, and unique across the processes sharing a server. When the guard goes away:
+/// is — or `t_ready_<template hash>_<process>_<n>` when it was one of the
+/// process's own ready clones — and unique across the processes sharing a
+/// server. When the guard goes away:
 /// - the test passed: the database is dropped (queued on testdock's
 ///   runtime; `Drop` never blocks and never panics);
 /// - the test is failing (the thread is panicking): the database is kept

@@ -1,13 +1,22 @@
 //! Ready clones of each template, made in the background so a test's
-//! `fresh_database()` only renames one; and the clone strategy, chosen by
+//! `fresh_database()` costs no clone; and the clone strategy, chosen by
 //! measuring both on the server and template at hand.
 //!
-//! Ready clones live in the server, named `tdp_<template hash>_…`, so any
-//! process sharing the server can take one: taking is an atomic
-//! `ALTER DATABASE … RENAME` to the test's own name (PostgreSQL re-checks
-//! the name once it holds the database's lock, so of two takers of one
-//! clone the second sees "does not exist" and tries the next). They go
-//! with the server.
+//! Two kinds, both bounded by [`Postgres::prefetch`](super::Postgres::prefetch):
+//! - **The server's spare**, `tdp_<template hash>_…`: one per template, for
+//!   any process sharing the server — the first take of a process (under
+//!   nextest, a process's only one). Taking it is an atomic
+//!   `ALTER DATABASE … RENAME` to the test's own name (PostgreSQL re-checks
+//!   the name once it holds the database's lock, so of two takers of one
+//!   clone the second sees "does not exist" and tries the next).
+//! - **A process's own**, `t_ready_<template hash>_<process>_<n>`, for a
+//!   process that takes more than one database (`cargo test`): as many as
+//!   it has taken, up to the bound. Taking one costs no round trip at all —
+//!   the test gets the clone under that name. Those left at exit are
+//!   renamed back to spares of a server that outlives the process, for the
+//!   next test binary of the run.
+//!
+//! All go with the server.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,12 +34,18 @@ pub(crate) struct Pool {
     takes: AtomicU64,
     /// Whether this process is refilling now.
     refilling: AtomicBool,
-    /// How many ready clones the takes so far call for.
+    /// How many ready clones of its own the takes so far call for.
     want: AtomicUsize,
     /// ` STRATEGY …` for clones of this template, or nothing before 15.
     strategy: OnceCell<&'static str>,
     /// Names the clones this process makes.
     next: AtomicU64,
+    /// This process's own ready clones, handed out without a round trip.
+    own: Mutex<Vec<String>>,
+    /// The own clone being made now.
+    making: Mutex<Option<String>>,
+    /// Told when a refill ends, for the exit hook to wait on.
+    idle: tokio::sync::Notify,
 }
 
 type Sender = tokio::sync::oneshot::Sender<bool>;
@@ -44,16 +59,30 @@ pub(crate) struct Claims {
     running: AtomicBool,
     /// Ready clones per template, as the last listing showed them.
     known: Mutex<std::collections::HashMap<String, Vec<String>>>,
+    /// Set at exit: no more own clones are made.
+    closing: AtomicBool,
 }
 
 /// The comment on a template that records the measured choice, so every
 /// process sharing the server uses it without measuring again.
 const CHOICE: &str = "testdock:strategy=";
 
-/// `tdp_<the template's hash>_`: what ready clones of `template` start with.
+/// `tdp_<the template's hash>_`: what spares of `template` start with.
 fn prefix(template: &str) -> String {
     format!("tdp_{}_", template.trim_start_matches("tmpl_"))
 }
+
+/// What a process's own ready clones start with.
+const OWN: &str = "t_ready_";
+
+/// The spare a process's own clone becomes again: `t_ready_<rest>` →
+/// `tdp_<rest>`, a name no other process uses (it carries the process tag).
+fn as_spare(own: &str) -> Option<String> {
+    own.strip_prefix(OWN).map(|rest| format!("tdp_{rest}"))
+}
+
+/// The servers whose processes' own clones go back at exit.
+static GIVE_BACK: Mutex<Vec<std::sync::Weak<Inner>>> = Mutex::new(Vec::new());
 
 impl Inner {
     fn pool(&self, template: &str) -> Arc<Pool> {
@@ -65,29 +94,49 @@ impl Inner {
             .clone()
     }
 
-    /// Makes `name` from `template`: a ready clone renamed when there is
-    /// one, else a clone made now; then tops the ready clones up in the
-    /// background. Whether a ready one was taken.
-    pub(super) async fn take(self: &Arc<Self>, template: &str, name: &str) -> Result<bool> {
+    /// Makes a database from `template` for a test that would name it
+    /// `name`: one of this process's own ready clones when it has one (the
+    /// test gets it under its `t_ready_…` name), else the server's spare
+    /// renamed to `name`, else a clone made now; then tops the ready clones
+    /// up in the background. The database's name, and whether it was ready.
+    pub(super) async fn take(
+        self: &Arc<Self>,
+        template: &str,
+        name: &str,
+    ) -> Result<(String, bool)> {
         let pool = self.pool(template);
         let takes = pool.takes.fetch_add(1, Ordering::Relaxed) + 1;
         if self.prefetch == 0 {
             let strategy = self.strategy(template, &pool).await?;
             self.copy_template(template, name, strategy).await?;
-            return Ok(false);
+            return Ok((name.to_string(), false));
         }
-        let claimed = self.claim(template, name).await?;
-        if !claimed {
-            // Made now, on a test's session: not queued behind the
-            // refills and drops of the background one.
-            let strategy = self.strategy(template, &pool).await?;
-            let sql = create_sql(template, name, strategy);
-            self.sql_in(self.test_session(), &sql).await?;
-        }
-        // One ready clone after a first take, as many as were taken after
-        // that: a template asked for once costs at most one spare.
-        pool.want
-            .fetch_max((takes as usize).min(self.prefetch), Ordering::AcqRel);
+        let own = pool.own.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let (name, ready) = match own {
+            Some(own) => (own, true),
+            None => {
+                let claimed = self.claim(template, name).await?;
+                if !claimed {
+                    // Made now, on a test's session: not queued behind the
+                    // refills and drops of the background one.
+                    let strategy = self.strategy(template, &pool).await?;
+                    let sql = create_sql(template, name, strategy);
+                    self.sql_in(self.test_session(), &sql).await?;
+                }
+                (name.to_string(), claimed)
+            }
+        };
+        // A process that takes a second database will likely take more:
+        // it gets its own ready clones, as many as it took, up to the
+        // bound. One that takes one (nextest's) leaves one spare.
+        pool.want.fetch_max(
+            if takes >= 2 {
+                (takes as usize).min(self.prefetch)
+            } else {
+                0
+            },
+            Ordering::AcqRel,
+        );
         let this = self.clone();
         let template = template.to_string();
         tokio::spawn(async move {
@@ -98,10 +147,41 @@ impl Inner {
                 for slot in &this.claimers[..this.claim_sessions] {
                     let _ = this.sql_in(slot, "SELECT 1").await;
                 }
+                this.give_back_at_exit();
             }
             this.refill(&template, &pool).await
         });
-        Ok(claimed)
+        Ok((name, ready))
+    }
+
+    /// Registers this server so the process's own ready clones become the
+    /// server's spares again at exit, when the server outlives the process.
+    fn give_back_at_exit(self: &Arc<Self>) {
+        let mut servers = GIVE_BACK.lock().unwrap_or_else(|e| e.into_inner());
+        if servers
+            .iter()
+            .any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(self)))
+        {
+            return;
+        }
+        let first = servers.is_empty();
+        servers.push(Arc::downgrade(self));
+        if first {
+            crate::reaper::on_exit(|| Box::pin(give_back()));
+        }
+    }
+
+    /// This process's own ready clones, not databases of any test.
+    pub(super) fn own_ready(&self) -> Vec<String> {
+        let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let mut names = Vec::new();
+        for pool in pools.values() {
+            // `making` first: a clone moves from it to `own` under its lock.
+            let making = pool.making.lock().unwrap_or_else(|e| e.into_inner());
+            names.extend(making.clone());
+            names.extend(pool.own.lock().unwrap_or_else(|e| e.into_inner()).clone());
+        }
+        names
     }
 
     /// `CREATE DATABASE name TEMPLATE template`.
@@ -181,7 +261,7 @@ impl Inner {
     async fn claim_batch(&self, batch: &[(String, String, Sender)]) -> Vec<String> {
         let mut taken = Vec::new();
         let mut tried: Vec<String> = Vec::new();
-        for _round in 0..2 {
+        for round in 0..2 {
             let mut sql = String::new();
             let mut wanted = Vec::new();
             {
@@ -212,8 +292,17 @@ impl Inner {
                 "SELECT datname FROM pg_database WHERE datname IN ({}) OR datname LIKE 'tdp\\_%'",
                 targets.join(", ")
             ));
+            let t0 = Instant::now();
             let rows = match self.sql_in(self.test_session(), &sql).await {
-                Ok(rows) => rows,
+                Ok(rows) => {
+                    tracing::debug!(
+                        takes = wanted.len(),
+                        round,
+                        elapsed_us = t0.elapsed().as_micros() as u64,
+                        "ready clones claimed"
+                    );
+                    rows
+                }
                 Err(e) => {
                     // Making the clones now still works.
                     tracing::debug!(error = %e, "could not take ready clones");
@@ -243,63 +332,173 @@ impl Inner {
         taken
     }
 
-    /// Makes ready clones of `template` until the server has as many as
-    /// the takes call for. One
-    /// process refills a template at a time (an advisory lock), so
-    /// processes sharing the server never overshoot the bound together.
-    async fn refill(&self, template: &str, pool: &Pool) {
-        if pool.refilling.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let key = lock_key(template);
-        let locked = self
-            .sql(&format!("SELECT pg_try_advisory_lock({key})"))
-            .await
-            .is_ok_and(|r| r.trim() == "t");
-        if locked {
-            if let Err(e) = self.top_up(template, pool).await {
-                tracing::debug!(template, error = %e, "could not refill ready clones");
+    /// Tops up this process's own ready clones of `template` to what its
+    /// takes call for, then the server's spare. One process makes spares
+    /// of a template at a time (an advisory lock), so processes sharing
+    /// the server never make more than one together.
+    async fn refill(self: &Arc<Self>, template: &str, pool: &Pool) {
+        // A take while this one ran may have called for more, and found
+        // it running: go on until none is wanted.
+        while !self.claims.closing.load(Ordering::Acquire)
+            && !pool.refilling.swap(true, Ordering::AcqRel)
+        {
+            let own = self.top_up_own(template, pool).await;
+            if let Err(e) = &own {
+                tracing::debug!(template, error = %e, "could not make ready clones");
             }
-            let _ = self.sql(&format!("SELECT pg_advisory_unlock({key})")).await;
+            let key = lock_key(template);
+            let locked = self
+                .sql(&format!("SELECT pg_try_advisory_lock({key})"))
+                .await
+                .is_ok_and(|r| r.trim() == "t");
+            if locked {
+                if let Err(e) = self.top_up_spare(template, pool).await {
+                    tracing::debug!(template, error = %e, "could not make a spare clone");
+                }
+                let _ = self.sql(&format!("SELECT pg_advisory_unlock({key})")).await;
+            }
+            pool.refilling.store(false, Ordering::Release);
+            pool.idle.notify_waiters();
+            let have = pool.own.lock().unwrap_or_else(|e| e.into_inner()).len();
+            // Failed: the next take tries again.
+            if own.is_err() || have >= pool.want.load(Ordering::Acquire) {
+                return;
+            }
         }
-        pool.refilling.store(false, Ordering::Release);
     }
 
-    /// Counted again before each clone: takes meanwhile, in this process
-    /// or another, use some up, and more takes may call for more.
-    async fn top_up(&self, template: &str, pool: &Pool) -> Result<()> {
+    /// The process's own: a spare of the server renamed when there is one
+    /// (a clone another process gave back costs nothing), else made.
+    /// Counted again before each: takes meanwhile use some up and may call
+    /// for more.
+    async fn top_up_own(self: &Arc<Self>, template: &str, pool: &Pool) -> Result<()> {
         let strategy = self.strategy(template, pool).await?;
-        let like = prefix(template).replace('_', "\\_") + "%";
-        let count = format!("SELECT count(*) FROM pg_database WHERE datname LIKE '{like}'");
         loop {
-            let ready: usize = self.sql(&count).await?.trim().parse().unwrap_or(usize::MAX);
-            if ready >= pool.want.load(Ordering::Acquire) {
+            let have = pool.own.lock().unwrap_or_else(|e| e.into_inner()).len();
+            if have >= pool.want.load(Ordering::Acquire)
+                || self.claims.closing.load(Ordering::Acquire)
+            {
                 return Ok(());
             }
+            let name = self.ready_name(OWN, template, pool);
             let t0 = Instant::now();
-            let name = self.ready_name(template, pool);
-            self.copy_template(template, &name, strategy).await?;
+            // Known as being made, so `databases()` never lists it.
+            *pool.making.lock().unwrap_or_else(|e| e.into_inner()) = Some(name.clone());
+            let made = async {
+                if !self.spare_known(template) || !self.claim(template, &name).await? {
+                    self.copy_template(template, &name, strategy).await?;
+                }
+                Ok::<_, crate::Error>(())
+            }
+            .await;
+            let mut making = pool.making.lock().unwrap_or_else(|e| e.into_inner());
+            if made.is_ok() {
+                pool.own
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(name.clone());
+            }
+            *making = None;
+            drop(making);
+            made?;
             tracing::debug!(
                 database = %name,
                 template,
                 elapsed_ms = crate::trace::ms(t0),
                 "ready clone made"
             );
-            self.claims
-                .known
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(template.to_string())
-                .or_default()
-                .push(name);
         }
     }
 
-    fn ready_name(&self, template: &str, pool: &Pool) -> String {
+    /// Whether the last listing or this process's refills saw a spare.
+    fn spare_known(&self, template: &str) -> bool {
+        let known = self.claims.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.get(template).is_some_and(|k| !k.is_empty())
+    }
+
+    /// The server's one spare of `template`, unless it has one.
+    async fn top_up_spare(&self, template: &str, pool: &Pool) -> Result<()> {
+        let strategy = self.strategy(template, pool).await?;
+        let like = prefix(template).replace('_', "\\_") + "%";
+        let count = format!("SELECT count(*) FROM pg_database WHERE datname LIKE '{like}'");
+        let ready: usize = self.sql(&count).await?.trim().parse().unwrap_or(usize::MAX);
+        if ready >= 1 {
+            return Ok(());
+        }
+        let name = self.ready_name("tdp_", template, pool);
+        self.copy_template(template, &name, strategy).await?;
+        self.claims
+            .known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(template.to_string())
+            .or_default()
+            .push(name);
+        Ok(())
+    }
+
+    /// Renames this process's own ready clones back to spares, in one
+    /// round trip, where the server outlives the process.
+    async fn give_back(&self) {
+        self.claims.closing.store(true, Ordering::Release);
+        if self.container.removed_with_process() {
+            return;
+        }
+        let pools: Vec<Arc<Pool>> = {
+            let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+            pools.values().cloned().collect()
+        };
+        // A clone being made now is given back too: wait for it.
+        let deadline = tokio::time::Instant::now() + GIVE_BACK_WAIT;
+        for pool in &pools {
+            loop {
+                let idle = pool.idle.notified();
+                if !pool.refilling.load(Ordering::Acquire) {
+                    break;
+                }
+                if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                    break;
+                }
+            }
+        }
+        let own: Vec<String> = pools
+            .iter()
+            .flat_map(|p| std::mem::take(&mut *p.own.lock().unwrap_or_else(|e| e.into_inner())))
+            .collect();
+        let sql: String = own
+            .iter()
+            .filter_map(|o| {
+                Some(format!(
+                    "ALTER DATABASE {} RENAME TO {};\n",
+                    ident(o),
+                    ident(&as_spare(o)?)
+                ))
+            })
+            .collect();
+        if sql.is_empty() {
+            return;
+        }
+        let t0 = Instant::now();
+        let done = tokio::time::timeout(
+            GIVE_BACK_WAIT,
+            self.sql(sql.trim_end().trim_end_matches(';')),
+        )
+        .await;
+        tracing::debug!(
+            clones = own.len(),
+            ok = matches!(done, Ok(Ok(_))),
+            elapsed_ms = crate::trace::ms(t0),
+            "own ready clones given back"
+        );
+    }
+
+    /// `<kind><template hash>_<process>_<n>`: unique across the processes
+    /// sharing the server.
+    fn ready_name(&self, kind: &str, template: &str, pool: &Pool) -> String {
         let n = pool.next.fetch_add(1, Ordering::Relaxed);
         format!(
-            "{}{}_{n}",
-            prefix(template),
+            "{kind}{}_{}_{n}",
+            template.trim_start_matches("tmpl_"),
             super::super::naming::process_tag(std::process::id(), crate::session_id())
         )
     }
@@ -332,7 +531,7 @@ impl Inner {
                         0 => (0, " STRATEGY FILE_COPY"),
                         _ => (1, " STRATEGY WAL_LOG"),
                     };
-                    let name = self.ready_name(template, pool);
+                    let name = self.ready_name("tdp_", template, pool);
                     let t0 = Instant::now();
                     self.copy_template(template, &name, clause).await?;
                     took[i] += t0.elapsed().as_micros();
@@ -380,6 +579,17 @@ fn strategy_clause(choice: Option<&str>) -> &'static str {
     match choice {
         Some("WAL_LOG") => " STRATEGY WAL_LOG",
         _ => " STRATEGY FILE_COPY",
+    }
+}
+
+/// How long the exit hook gives the renaming back of a process's own clones.
+const GIVE_BACK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// At exit: every registered server's own clones back to spares.
+async fn give_back() {
+    let servers: Vec<_> = std::mem::take(&mut *GIVE_BACK.lock().unwrap_or_else(|e| e.into_inner()));
+    for server in servers.iter().filter_map(std::sync::Weak::upgrade) {
+        server.give_back().await;
     }
 }
 

@@ -40,6 +40,9 @@ pub(super) struct Inner {
     pub(super) migrations: Migrations,
     /// Template name → built once, however many tests ask at once.
     pub(super) templates: Mutex<HashMap<String, Arc<OnceCell<()>>>>,
+    /// Migrations read so far, their files' fingerprint and their
+    /// template's name: files unchanged since are not read again.
+    pub(super) read: Mutex<Vec<(Migrations, u64, String)>>,
     /// The psql session that makes templates and clones and drops
     /// databases, opened on first use and again if psql ends.
     pub(super) session: tokio::sync::Mutex<Option<Session>>,
@@ -124,7 +127,8 @@ impl PostgresServer {
     }
 
     /// The names of the databases that are not templates, sorted; ready
-    /// clones kept by [`prefetch`](super::Postgres::prefetch) are not listed.
+    /// clones kept by [`prefetch`](super::Postgres::prefetch) are not listed
+    /// (those of other processes sharing the server, `t_ready_…`, are).
     ///
     /// # Errors
     ///
@@ -133,8 +137,13 @@ impl PostgresServer {
         let inner = self.inner.clone();
         let sql = "SELECT datname FROM pg_database \
                    WHERE NOT datistemplate AND datname NOT LIKE 'tdp\\_%' ORDER BY 1";
-        let out = on_engine(async move { inner.sql(sql).await }).await?;
-        Ok(out.lines().map(str::to_string).collect())
+        let (out, own) =
+            on_engine(async move { Ok((inner.sql(sql).await?, inner.own_ready())) }).await?;
+        Ok(out
+            .lines()
+            .filter(|n| !own.iter().any(|o| o == n))
+            .map(str::to_string)
+            .collect())
     }
 
     /// Makes the template of the server's migrations, once, and returns its
@@ -162,7 +171,8 @@ impl PostgresServer {
     }
 
     /// A new database cloned from the template of the server's migrations,
-    /// named after the calling test. See [`TestDatabase`].
+    /// named after the calling test (or a ready clone of the process's own,
+    /// as it is named). See [`TestDatabase`].
     ///
     /// # Errors
     ///
@@ -288,7 +298,7 @@ impl Inner {
         let n = this.next.fetch_add(1, Ordering::Relaxed);
         let name = origin.database_name(n);
         let t0 = Instant::now();
-        let claimed = this.take(&template, &name).await?;
+        let (name, claimed) = this.take(&template, &name).await?;
         tracing::debug!(
             database = %name,
             template = %template,
@@ -307,6 +317,21 @@ impl Inner {
     }
 
     async fn template(&self, migrations: &Migrations) -> Result<String> {
+        let made = |name: &str| {
+            let cell = self.templates.lock().unwrap_or_else(|e| e.into_inner());
+            cell.get(name).is_some_and(|c| c.initialized())
+        };
+        // The hot path: a template made already, from files unchanged
+        // since they were read (a few `stat` calls, no reads).
+        let fingerprint = migrations.fingerprint();
+        let known = fingerprint.and_then(|fp| {
+            let seen = self.read.lock().unwrap_or_else(|e| e.into_inner());
+            let hit = seen.iter().find(|(m, f, _)| *f == fp && m == migrations);
+            hit.map(|(_, _, n)| n.clone())
+        });
+        if let Some(name) = known.filter(|n| made(n)) {
+            return Ok(name);
+        }
         let steps = migrations.load_off_runtime().await?;
         let name = migrations::template_name(&steps);
         let cell = self
@@ -318,6 +343,12 @@ impl Inner {
             .clone();
         cell.get_or_try_init(|| self.template_once(&name, &steps))
             .await?;
+        if let Some(fp) = fingerprint {
+            let mut seen = self.read.lock().unwrap_or_else(|e| e.into_inner());
+            // One entry per migrations: the files as last seen.
+            seen.retain(|(m, _, _)| m != migrations);
+            seen.push((migrations.clone(), fp, name.clone()));
+        }
         Ok(name)
     }
 
