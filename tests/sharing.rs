@@ -111,19 +111,37 @@ async fn child(mode: &str) {
                 built.trim().replace(' ', "_")
             ));
         }
-        // Takes databases until one is a ready clone of its own, then
-        // exits holding more of them.
+        // Takes two databases, waits until a ready clone of its own is
+        // made, takes it, and exits holding the rest.
         "pg-many" => {
+            let held = [
+                PG.fresh_database().await.unwrap(),
+                PG.fresh_database().await.unwrap(),
+            ];
+            let server = PG.server().await.unwrap();
+            let mut held = Vec::from(held);
             let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
+            let own = loop {
+                assert!(Instant::now() < deadline, "no ready clone of its own");
+                let ready = server
+                    .psql(
+                        "postgres",
+                        "SELECT count(*) FROM pg_database WHERE datname LIKE 't\\_ready\\_%'",
+                    )
+                    .await
+                    .unwrap();
+                if ready.trim() == "0" {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
                 let db = PG.fresh_database().await.unwrap();
                 if db.name().starts_with("t_ready_") {
-                    out(format!("PG-OWN {}", db.name()));
-                    break;
+                    break db;
                 }
-                assert!(Instant::now() < deadline, "no ready clone of its own");
-                drop(db);
-            }
+                held.push(db);
+            };
+            out(format!("PG-OWN {}", own.name()));
+            drop((own, held));
         }
         "pg-list" => {
             let server = PG.server().await.unwrap();
