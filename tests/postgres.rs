@@ -488,6 +488,17 @@ async fn other_credentials_follow_the_official_images_contract() {
     assert_eq!(row.get::<_, i64>(1), 0);
     let admin = server.url("appdb");
     connect(&admin).await;
+    // The password is checked, not trusted.
+    let wrong = db.url().replace("s3cret", "guess");
+    let err = tokio_postgres::connect(&wrong, NoTls)
+        .await
+        .err()
+        .expect("a wrong password is refused");
+    assert_eq!(
+        err.as_db_error().map(|e| e.code()),
+        Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD),
+        "{err:?}"
+    );
     drop(client);
     db.drop_now().await.unwrap();
     server.teardown().await.unwrap();
