@@ -289,6 +289,8 @@ async fn a_failing_test_prints_its_url_and_keep_on_failure_keeps_the_server() {
         ("TESTDOCK_PG_FAILING_HELPER", "1"),
         ("TESTDOCK_KEEP", "on-failure"),
     ];
+    // The server this run's other tests use, up before the child starts.
+    let ours = PG.server().await.unwrap();
     // The kept server outlives the child: found first, so it is removed
     // whatever the checks below find.
     let (passed, text, kept) = common::run_child_test("failing_test_helper", &env).await;
@@ -313,6 +315,13 @@ async fn a_failing_test_prints_its_url_and_keep_on_failure_keeps_the_server() {
 
     assert!(!passed, "the helper passed:\n{text}");
     assert!(kept.is_some(), "the server was not kept:\n{text}");
+    // What the child kept (and was removed above) is its own server, not
+    // the one this run's other tests are using.
+    let kept_id = kept.as_deref().unwrap();
+    assert!(
+        !ours.container().id().starts_with(kept_id),
+        "the run's shared server was kept and removed"
+    );
     // Marked once, though the database and the server's guard both ask.
     assert_eq!(
         text.matches("testdock: kept container ").count(),

@@ -181,8 +181,6 @@ async fn a_failing_test_prints_its_url_and_keep_on_failure_keeps_the_server() {
     let env = [
         ("TESTDOCK_REDIS_FAILING_HELPER", "1"),
         ("TESTDOCK_KEEP", "on-failure"),
-        // Its own server: the run's is shared with the other tests.
-        ("TESTDOCK_SHARE", "process"),
     ];
     let (passed, text, kept) = common::run_child_test("failing_test_helper", &env).await;
     let url = text

@@ -123,7 +123,9 @@ pub async fn assert_gone(id: &str) {
 
 /// Runs this test binary's `test` alone in a child process with `env` (a
 /// test made to fail there); returns whether it passed, its stdout and
-/// stderr together, and the id of the container it said it kept.
+/// stderr together, and the id of the container it said it kept. The child
+/// shares nothing with the run: what it keeps, the caller removes, and the
+/// run's servers are in use by the other tests.
 pub async fn run_child_test(test: &str, env: &[(&str, &str)]) -> (bool, String, Option<String>) {
     let exe = std::env::current_exe().unwrap();
     let (test, env): (String, Vec<(String, String)>) = (
@@ -136,6 +138,7 @@ pub async fn run_child_test(test: &str, env: &[(&str, &str)]) -> (bool, String, 
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(exe)
             .args([&test, "--exact", "--include-ignored", "--test-threads=1"])
+            .env("TESTDOCK_SHARE", "process")
             .envs(env)
             .output()
             .unwrap()
