@@ -60,8 +60,11 @@ fn unix_nanos(t: std::time::SystemTime) -> i64 {
     t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64
 }
 
-/// When the engine recorded its last event for a container that is gone:
-/// its removal (Docker's `destroy`, Podman's `remove`).
+/// When the engine recorded the removal of a container that is gone
+/// (Docker's `destroy`, Podman's `remove`). Read as a stream up to that
+/// event, not as a window with `until`: Podman stops reading its event log
+/// when `until` passes, so on a long log under load the window came back
+/// empty.
 async fn last_event_nanos(id: &str) -> i64 {
     use futures_util::StreamExt;
     let docker = testdock::docker().await.unwrap();
@@ -69,19 +72,23 @@ async fn last_event_nanos(id: &str) -> i64 {
     let filters = std::collections::HashMap::from([("container", vec![id])]);
     let opts = testdock::bollard::query_parameters::EventsOptionsBuilder::new()
         .since(&(now - 120).to_string())
-        .until(&(now + 1).to_string())
         .filters(&filters)
         .build();
-    let events: Vec<_> = docker.bollard().events(Some(opts)).collect().await;
-    let stamps: Vec<i64> = events
-        .into_iter()
-        .map(|e| e.unwrap())
-        .filter_map(|e| e.time_nano)
-        .collect();
-    *stamps
-        .iter()
-        .max()
-        .unwrap_or_else(|| panic!("the engine reported no events for {id}"))
+    let mut events = docker.bollard().events(Some(opts));
+    let removal = async {
+        while let Some(event) = events.next().await {
+            let event = event.unwrap();
+            if matches!(event.action.as_deref(), Some("destroy" | "remove")) {
+                return event.time_nano;
+            }
+        }
+        None
+    };
+    tokio::time::timeout(Duration::from_secs(30), removal)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("the engine reported no removal of {id} within 30 s"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
