@@ -48,7 +48,7 @@ async fn drop_in_current_thread_runtime_returns_at_once_and_removes() {
     // The engine stamps the removal when it happens. Asking whether the
     // container still exists after `drop` would race the removal on a busy
     // machine; the engine's clock orders the two whatever the load.
-    let removed = last_event_nanos(&id).await;
+    let removed = removal_nanos(&id).await;
     assert!(
         removed > returned,
         "Drop returned {} µs after the engine's last event for the container",
@@ -65,7 +65,7 @@ fn unix_nanos(t: std::time::SystemTime) -> i64 {
 /// event, not as a window with `until`: Podman stops reading its event log
 /// when `until` passes, so on a long log under load the window came back
 /// empty.
-async fn last_event_nanos(id: &str) -> i64 {
+async fn removal_nanos(id: &str) -> i64 {
     use futures_util::StreamExt;
     let docker = testdock::docker().await.unwrap();
     let now = unix_nanos(std::time::SystemTime::now()) / 1_000_000_000;

@@ -139,7 +139,8 @@ impl Install {
 /// and a 1 MB WAL segment keep the cluster small and the copy fast.
 /// Passwords are checked with md5, not SCRAM: SCRAM's 4096 PBKDF2 rounds
 /// cost a debug-built client (how tests are built) ~90 ms per connection,
-/// one per test, to guard a throwaway server on the loopback.
+/// one per test, to guard a throwaway server on the loopback. The password
+/// is set once md5 is the encryption (`initdb` before 16 cannot be told).
 fn dockerfile(base: &str) -> String {
     format!(
         r#"FROM {base}
@@ -147,9 +148,7 @@ RUN mkdir -p /var/lib/postgresql/initdb /var/lib/postgresql/data /var/run/postgr
  && chown -R 999:999 /var/lib/postgresql /var/run/postgresql \
  && chmod 700 /var/lib/postgresql/initdb /var/lib/postgresql/data
 USER 999:999
-RUN echo postgres > /tmp/pw \
- && initdb -D /var/lib/postgresql/initdb -U postgres --pwfile=/tmp/pw --locale=C -E UTF8 --no-sync --wal-segsize=1 >/dev/null \
- && rm /tmp/pw \
+RUN initdb -D /var/lib/postgresql/initdb -U postgres --locale=C -E UTF8 --no-sync --wal-segsize=1 >/dev/null \
  && printf 'local all all trust\nhost all all all md5\n' > /var/lib/postgresql/initdb/pg_hba.conf \
  && printf "listen_addresses = '*'\npassword_encryption = md5\n" >> /var/lib/postgresql/initdb/postgresql.conf \
  && echo "ALTER ROLE postgres PASSWORD 'postgres'" | postgres --single -D /var/lib/postgresql/initdb postgres >/dev/null
