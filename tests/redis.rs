@@ -101,9 +101,14 @@ async fn twenty_tests_in_parallel_each_get_their_own_database() {
             })
         })
         .collect();
-    let mut numbers = HashSet::new();
+    // All held until all are checked: one dropped early is given back and
+    // may rightly go to a task that leases late.
+    let mut dbs = Vec::new();
     for t in tasks {
-        let db = t.await.unwrap();
+        dbs.push(t.await.unwrap());
+    }
+    let mut numbers = HashSet::new();
+    for db in &dbs {
         assert!(numbers.insert(db.number()), "{} given twice", db.number());
     }
     assert_eq!(numbers.len(), 20);
