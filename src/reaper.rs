@@ -307,6 +307,9 @@ fn at_exit() {
     }
     let owns = owns_anything();
     if !owns && Lazy::get(&PENDING).is_none_or(|(n, _)| *lock(n) == 0) {
+        if STARTING.load(Ordering::SeqCst) == 0 {
+            crate::watchdog::clean_exit();
+        }
         return;
     }
     let deadline = Instant::now() + EXIT_WAIT;
@@ -348,7 +351,10 @@ fn at_exit() {
         // not leave the session to the watchdog alone: try again.
         for attempt in 1..=3 {
             match finish_session(session_id()).await {
-                Ok(_) => break,
+                Ok(_) => {
+                    FINISHED.store(true, Ordering::SeqCst);
+                    break;
+                }
                 Err(e) if attempt == 3 => {
                     guarded(|| tracing::warn!(error = %e, "exit hook: cleanup failed"));
                     let _ = writeln!(std::io::stderr(), "testdock: cleanup at exit failed: {e}");
@@ -366,8 +372,16 @@ fn at_exit() {
     }
     let total = ms(t0);
     queue(async move { guarded(|| tracing::debug!(elapsed_ms = total, "exit hook done")) });
-    wait_pending(deadline);
+    if wait_pending(deadline)
+        && (!owns || FINISHED.load(Ordering::SeqCst))
+        && STARTING.load(Ordering::SeqCst) == 0
+    {
+        crate::watchdog::clean_exit();
+    }
 }
+
+/// Set when the exit hook's final cleanup succeeded.
+static FINISHED: AtomicBool = AtomicBool::new(false);
 
 /// A resource testdock created, as listed by the engine.
 #[derive(Debug)]
@@ -551,6 +565,29 @@ pub(crate) async fn finish_session(session: &str) -> Result<usize> {
         }
     }
     Ok(marked)
+}
+
+/// How long a watchdog keeps looking after an owner that did not exit
+/// cleanly: a create the engine was still processing when the owner died
+/// lands after the first look (seconds on vfs storage).
+const SETTLE: Duration = Duration::from_secs(5);
+/// How long it goes on while each look still finds something.
+const SETTLE_MAX: Duration = Duration::from_secs(30);
+
+/// What a watchdog does once its owner is gone: [`finish_session`], then
+/// again every half second until a look finds nothing — after `SETTLE`
+/// has passed, unless the owner said it exited `clean` (its exit hook
+/// finished the session with nothing in flight).
+pub(crate) async fn finish_settled(session: &str, clean: bool) {
+    let fired = Instant::now();
+    loop {
+        let removed = finish_session(session).await.unwrap_or(1);
+        let settled = clean || fired.elapsed() >= SETTLE;
+        if (removed == 0 && settled) || fired.elapsed() >= SETTLE_MAX {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Renames a container `<name>.kept` — or `<name>.kept.2`, `.3`… when an

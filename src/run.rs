@@ -431,16 +431,8 @@ fn finish(session: &str) {
     else {
         return;
     };
-    rt.block_on(async {
-        // A create sent just before the end can land after the first look.
-        for pass in 0..5 {
-            let removed = crate::reaper::finish_session(session).await.unwrap_or(1);
-            if pass > 0 && removed == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    });
+    // The run's processes may have been killed mid-create with it.
+    rt.block_on(crate::reaper::finish_settled(session, false));
 }
 
 /// The idle scope's bookkeeping, in files of this user on this machine:

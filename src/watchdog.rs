@@ -12,24 +12,35 @@
 //! aside) and exits. No image, no privileged sidecar, works offline and on
 //! any engine.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::time::Duration;
 
 use once_cell::sync::OnceCell;
 
 use crate::discovery::Tls;
-use crate::reaper::finish_session;
+use crate::reaper::finish_settled;
 use crate::session::session_id;
 
 /// Set in the watchdog's environment to the session it guards.
 const MARKER: &str = "TESTDOCK_WATCHDOG_SESSION";
 
-/// The pipe's write end: held, never written, never dropped.
+/// The pipe's write end: held, never dropped, written once at most —
+/// [`CLEAN`], by the exit hook.
 static PIPE: OnceCell<std::io::PipeWriter> = OnceCell::new();
+
+/// Written by an owner whose exit hook finished its session with nothing
+/// in flight: the watchdog then looks once, not for seconds.
+const CLEAN: u8 = b'.';
+
+/// Tells the watchdog, if there is one, that this process ends cleanly.
+pub(crate) fn clean_exit() {
+    if let Some(mut w) = PIPE.get() {
+        let _ = w.write_all(&[CLEAN]);
+    }
+}
 static PID: OnceCell<u32> = OnceCell::new();
 
 /// Whether this process is a watchdog (then it must start nothing).
@@ -139,10 +150,11 @@ fn intercept() {
 fn run(session: &str) {
     let mut buf = [0u8; 64];
     let mut stdin = std::io::stdin();
+    let mut clean = false;
     loop {
         match stdin.read(&mut buf) {
             Ok(0) => break,
-            Ok(_) => {}
+            Ok(n) => clean = buf[n - 1] == CLEAN,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => break,
         }
@@ -156,15 +168,5 @@ fn run(session: &str) {
     // Seen only by a subscriber in this process, which normally has none
     // (the program's `main` never runs here): then a no-op.
     tracing::debug!(session, "watchdog fired: its owner is gone");
-    rt.block_on(async {
-        // A create sent just before the owner died can land after the first
-        // look: look again after a pause, until a later look finds nothing.
-        for pass in 0..5 {
-            let removed = finish_session(session).await.unwrap_or(1);
-            if pass > 0 && removed == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    });
+    rt.block_on(finish_settled(session, clean));
 }
