@@ -112,11 +112,12 @@ async fn a_read_that_never_matches_times_out_with_the_partial_output() {
         .unwrap();
     let t0 = Instant::now();
     let e = s
-        .read_until("never", Duration::from_millis(500))
+        .read_until("never", Duration::from_secs(3))
         .await
         .unwrap_err();
     let waited = t0.elapsed();
-    assert!(waited < Duration::from_secs(3), "took {waited:?}");
+    // Long enough for "partial" to arrive on a loaded machine; bounded.
+    assert!(waited < Duration::from_secs(10), "took {waited:?}");
     match &e {
         Error::NotPrinted {
             pattern,

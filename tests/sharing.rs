@@ -392,7 +392,8 @@ async fn a_process_taking_many_gets_clones_of_its_own_and_gives_them_back_at_exi
 #[ignore = "requires Docker"]
 async fn reuse_keeps_it_for_the_next_run_then_removes_it_once_idle() {
     let a = unique("share-reuse");
-    let reuse = [("TESTDOCK_REUSE", "6s")];
+    // Long enough for a loaded machine to start the next run's processes.
+    let reuse = [("TESTDOCK_REUSE", "12s")];
     let mut first = Runner::start("sharing_probe", &reuse);
     first.spawn(0, "once", &a);
     let id = first.expect(0, "ID");
@@ -404,8 +405,8 @@ async fn reuse_keeps_it_for_the_next_run_then_removes_it_once_idle() {
     assert_eq!(second.expect(0, "ID"), id, "the next run joins it");
     eprintln!("a warm child process got it in {:?}", asked.elapsed());
     second.end();
-    // Idle for 6 s, then removed, with no test running anywhere.
-    gone_within(&a, Duration::from_secs(30), "6 s idle").await;
+    // Idle for 12 s, then removed, with no test running anywhere.
+    gone_within(&a, Duration::from_secs(45), "12 s idle").await;
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -87,6 +88,8 @@ pub fn serve(probe: &str) {
 /// The test's side of a fake runner.
 pub struct Runner {
     child: Child,
+    /// Holds the `cargo` symlink; removed with the runner.
+    dir: PathBuf,
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
@@ -138,6 +141,7 @@ impl Runner {
         Runner {
             stdin: child.stdin.take(),
             child,
+            dir,
             lines,
             seen: Vec::new(),
         }
@@ -228,5 +232,6 @@ impl Drop for Runner {
         // A failed assertion must not leave the run's processes behind.
         unsafe { libc::kill(-self.pid(), libc::SIGKILL) };
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
