@@ -116,7 +116,8 @@ async fn a_container_lifecycle_is_traced_with_ids_names_and_durations() {
 /// Set for the child run of [`slow_wait_child`]: the container's name.
 const SLOW_CHILD: &str = "TESTDOCK_TEST_SLOW_WAIT_NAME";
 
-/// A container that becomes ready only after ~7 s; run as a child process
+/// A container that becomes ready only after ~12 s (well after the notice
+/// at 5 s, however late the start returns); run as a child process
 /// by the test below (it does nothing otherwise).
 #[tokio::test]
 #[ignore = "requires Docker"]
@@ -126,7 +127,7 @@ async fn slow_wait_child() {
     };
     let c = ContainerSpec::new(common::shell())
         .name(name)
-        .cmd(["sh", "-c", "sleep 7; touch /tmp/ready; exec sleep infinity"])
+        .cmd(["sh", "-c", "sleep 12; touch /tmp/ready; exec sleep infinity"])
         .wait_for(WaitFor::command(["cat", "/tmp/ready"]))
         .startup_timeout(Duration::from_secs(30))
         .start()
