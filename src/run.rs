@@ -387,9 +387,12 @@ fn intercept() {
     match (owner, idle) {
         (Some((pid, start)), _) => {
             wait_for_exit(pid, start);
-            finish(&session);
+            // The run's processes may have been killed mid-create with it.
+            finish(&session, false);
         }
-        (None, Some(idle)) => idle::watch(&session, idle, || finish(&session)),
+        // Idle: every user has been gone that long, nothing is in flight;
+        // and a user waiting to join must not wait on a settle.
+        (None, Some(idle)) => idle::watch(&session, idle, || finish(&session, true)),
         _ => {}
     }
     std::process::exit(0);
@@ -423,16 +426,16 @@ fn wait_for_exit(pid: u32, start: u64) {
     }
 }
 
-/// Removes everything of `session`, as a process watchdog does.
-fn finish(session: &str) {
+/// Removes everything of `session`, as a process watchdog does; `clean`:
+/// nothing can be in flight (see [`finish_settled`](crate::reaper::finish_settled)).
+fn finish(session: &str, clean: bool) {
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     else {
         return;
     };
-    // The run's processes may have been killed mid-create with it.
-    rt.block_on(crate::reaper::finish_settled(session, false));
+    rt.block_on(crate::reaper::finish_settled(session, clean));
 }
 
 /// The idle scope's bookkeeping, in files of this user on this machine:
