@@ -338,6 +338,8 @@ pub(crate) async fn create_as(
     if run.is_none() {
         reaper::note_created().await;
     }
+    // In flight until this returns, for the exit hook and the watchdog.
+    let _creating = reaper::Starting::begin();
     let owned = Owned {
         volumes: create_volumes(docker, spec, &base_labels).await?,
     };

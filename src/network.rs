@@ -62,6 +62,7 @@ impl TestNetwork {
         on_engine(async move {
             let docker = client().await?;
             reaper::note_created().await;
+            let _creating = reaper::Starting::begin();
             let req = NetworkCreateRequest {
                 name: name.clone(),
                 driver: Some("bridge".into()),

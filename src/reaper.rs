@@ -205,9 +205,18 @@ pub(crate) struct Starting(());
 impl Starting {
     pub(crate) fn begin() -> Self {
         STARTING.fetch_add(1, Ordering::SeqCst);
+        // Begun while the exit hook runs: it may already have told the
+        // watchdog the exit is clean; this create could land after its
+        // one look.
+        if EXITING.load(Ordering::SeqCst) {
+            crate::watchdog::unclean_exit();
+        }
         Starting(())
     }
 }
+
+/// Set when the exit hook begins.
+static EXITING: AtomicBool = AtomicBool::new(false);
 
 impl Drop for Starting {
     fn drop(&mut self) {
@@ -305,11 +314,9 @@ fn at_exit() {
     for work in std::mem::take(&mut *lock(&EXIT_WORK)) {
         queue(work());
     }
+    EXITING.store(true, Ordering::SeqCst);
     let owns = owns_anything();
     if !owns && Lazy::get(&PENDING).is_none_or(|(n, _)| *lock(n) == 0) {
-        if STARTING.load(Ordering::SeqCst) == 0 {
-            crate::watchdog::clean_exit();
-        }
         return;
     }
     let deadline = Instant::now() + EXIT_WAIT;
@@ -570,7 +577,7 @@ pub(crate) async fn finish_session(session: &str) -> Result<usize> {
 /// How long a watchdog keeps looking after an owner that did not exit
 /// cleanly: a create the engine was still processing when the owner died
 /// lands after the first look (seconds on vfs storage).
-const SETTLE: Duration = Duration::from_secs(5);
+pub(crate) const SETTLE: Duration = Duration::from_secs(5);
 /// How long it goes on while each look still finds something.
 const SETTLE_MAX: Duration = Duration::from_secs(30);
 

@@ -390,9 +390,12 @@ fn intercept() {
             // The run's processes may have been killed mid-create with it.
             finish(&session, false);
         }
-        // Idle: every user has been gone that long, nothing is in flight;
-        // and a user waiting to join must not wait on a settle.
-        (None, Some(idle)) => idle::watch(&session, idle, || finish(&session, true)),
+        // Idle: every user has been gone that long, so nothing is in
+        // flight (unless the idle time is shorter than a settle); and a
+        // user waiting to join must not wait on a settle.
+        (None, Some(idle)) => idle::watch(&session, idle, || {
+            finish(&session, idle >= crate::reaper::SETTLE)
+        }),
         _ => {}
     }
     std::process::exit(0);

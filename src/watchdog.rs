@@ -27,18 +27,53 @@ use crate::session::session_id;
 /// Set in the watchdog's environment to the session it guards.
 const MARKER: &str = "TESTDOCK_WATCHDOG_SESSION";
 
-/// The pipe's write end: held, never dropped, written once at most —
-/// [`CLEAN`], by the exit hook.
+/// The pipe's write end: held, never dropped, written only at exit.
 static PIPE: OnceCell<std::io::PipeWriter> = OnceCell::new();
 
 /// Written by an owner whose exit hook finished its session with nothing
 /// in flight: the watchdog then looks once, not for seconds.
 const CLEAN: u8 = b'.';
+/// Written by a create begun while the exit hook runs: whatever came
+/// before, the watchdog settles.
+const UNCLEAN: u8 = b'!';
 
 /// Tells the watchdog, if there is one, that this process ends cleanly.
 pub(crate) fn clean_exit() {
+    tell(CLEAN);
+}
+
+/// Tells the watchdog that a create may land after this process is gone.
+pub(crate) fn unclean_exit() {
+    tell(UNCLEAN);
+}
+
+fn tell(byte: u8) {
+    // Not in a forked child (its copy is closed), and only where SIGPIPE is
+    // ignored (Rust's `main` ignores it): a watchdog that is gone must not
+    // kill a host program whose `main` is not Rust's.
+    if PIPE_FD.load(Ordering::Relaxed) < 0 || !sigpipe_ignored() {
+        return;
+    }
     if let Some(mut w) = PIPE.get() {
-        let _ = w.write_all(&[CLEAN]);
+        let _ = w.write_all(&[byte]);
+    }
+}
+
+fn sigpipe_ignored() -> bool {
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) } == 0;
+    ok && old.sa_sigaction == libc::SIG_IGN
+}
+
+/// What the owner said down the pipe before it closed: clean only if it
+/// said so and no create said otherwise.
+fn said_clean(clean: &mut Option<bool>, bytes: &[u8]) {
+    for &b in bytes {
+        match b {
+            CLEAN => *clean = Some(clean.unwrap_or(true)),
+            UNCLEAN => *clean = Some(false),
+            _ => {}
+        }
     }
 }
 static PID: OnceCell<u32> = OnceCell::new();
@@ -150,11 +185,11 @@ fn intercept() {
 fn run(session: &str) {
     let mut buf = [0u8; 64];
     let mut stdin = std::io::stdin();
-    let mut clean = false;
+    let mut clean = None;
     loop {
         match stdin.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => clean = buf[n - 1] == CLEAN,
+            Ok(n) => said_clean(&mut clean, &buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => break,
         }
@@ -168,5 +203,26 @@ fn run(session: &str) {
     // Seen only by a subscriber in this process, which normally has none
     // (the program's `main` never runs here): then a no-op.
     tracing::debug!(session, "watchdog fired: its owner is gone");
-    rt.block_on(finish_settled(session, clean));
+    rt.block_on(finish_settled(session, clean == Some(true)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_only_when_said_and_no_create_said_otherwise() {
+        let verdict = |bytes: &[&[u8]]| {
+            let mut clean = None;
+            for b in bytes {
+                said_clean(&mut clean, b);
+            }
+            clean == Some(true)
+        };
+        assert!(!verdict(&[]), "silence is an unclean death");
+        assert!(verdict(&[b"."]));
+        assert!(!verdict(&[b"!", b"."]), "a late create, then the hook");
+        assert!(!verdict(&[b".!"]));
+        assert!(!verdict(&[b"!"]));
+    }
 }

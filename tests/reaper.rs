@@ -307,7 +307,26 @@ async fn end_and_check(mode: &str, how: &str, end: impl FnOnce(&Probe)) {
     .await
     .unwrap();
     let (_status, p) = status;
+    let exited = Instant::now();
     gone_within_10s(&p.session, since, how).await;
+    // The exit hook ran (return, panic, exit): it told the watchdog, which
+    // looks once. Else the watchdog keeps looking for 5 s from the death,
+    // for creates that land late.
+    let clean = matches!(mode, "return" | "panic" | "exit");
+    if clean {
+        eventually(
+            Duration::from_millis(4500),
+            "watchdog exited before a settle could have ended",
+            || std::future::ready(!process_alive(p.watchdog)),
+        )
+        .await;
+    } else {
+        tokio::time::sleep_until((exited + Duration::from_secs(2)).into()).await;
+        assert!(
+            process_alive(p.watchdog),
+            "the watchdog stopped looking within 2 s of an unclean death ({how})"
+        );
+    }
     eventually(Duration::from_secs(30), "watchdog exited", || {
         std::future::ready(!process_alive(p.watchdog))
     })
