@@ -127,7 +127,11 @@ async fn slow_wait_child() {
     };
     let c = ContainerSpec::new(common::shell())
         .name(name)
-        .cmd(["sh", "-c", "sleep 12; touch /tmp/ready; exec sleep infinity"])
+        .cmd([
+            "sh",
+            "-c",
+            "sleep 12; touch /tmp/ready; exec sleep infinity",
+        ])
         .wait_for(WaitFor::command(["cat", "/tmp/ready"]))
         .startup_timeout(Duration::from_secs(30))
         .start()

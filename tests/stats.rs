@@ -61,7 +61,11 @@ async fn a_paused_container_makes_no_progress_and_resumes_on_unpause() {
     // 20 a second, half a second without a step means frozen.
     let frozen = count(&c).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(count(&c).await, Some(frozen), "a paused container counted on");
+    assert_eq!(
+        count(&c).await,
+        Some(frozen),
+        "a paused container counted on"
+    );
     // Files can still be read while paused.
     assert!(!c.read_file("/etc/passwd").await.unwrap().is_empty());
 

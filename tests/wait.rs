@@ -180,7 +180,24 @@ async fn healthcheck_healthy_and_unhealthy() {
         .start()
         .await
         .unwrap();
-    c.exec_ok(["sh", "-c", "test -f /tmp/ok"]).await.unwrap();
+    // Ready means the engine says healthy, not merely running.
+    let health = testdock::docker()
+        .await
+        .unwrap()
+        .bollard()
+        .inspect_container(
+            c.id(),
+            None::<testdock::bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .unwrap()
+        .state
+        .and_then(|s| s.health)
+        .and_then(|h| h.status);
+    assert_eq!(
+        health,
+        Some(testdock::bollard::models::HealthStatusEnum::HEALTHY)
+    );
     c.teardown().await.unwrap();
 
     let err = ContainerSpec::new(shell())
