@@ -581,20 +581,29 @@ pub(crate) const SETTLE: Duration = Duration::from_secs(5);
 /// How long it goes on while each look still finds something.
 const SETTLE_MAX: Duration = Duration::from_secs(30);
 
-/// What a watchdog does once its owner is gone: [`finish_session`], then
-/// again every half second until a look finds nothing — after `SETTLE`
-/// has passed, unless the owner said it exited `clean` (its exit hook
-/// finished the session with nothing in flight).
-pub(crate) async fn finish_settled(session: &str, clean: bool) {
+/// What a watchdog (of a process or of a run) does once its owner is gone:
+/// [`finish_session`], then again every half second until a look finds
+/// nothing — after `SETTLE` has passed, unless the owner said it exited
+/// `clean` (nothing in flight). Blocking, on a runtime of its own: a
+/// watchdog process runs no other.
+pub(crate) fn finish_settled(session: &str, clean: bool) {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
     let fired = Instant::now();
-    loop {
-        let removed = finish_session(session).await.unwrap_or(1);
-        let settled = clean || fired.elapsed() >= SETTLE;
-        if (removed == 0 && settled) || fired.elapsed() >= SETTLE_MAX {
-            return;
+    rt.block_on(async {
+        loop {
+            let removed = finish_session(session).await.unwrap_or(1);
+            let settled = clean || fired.elapsed() >= SETTLE;
+            if (removed == 0 && settled) || fired.elapsed() >= SETTLE_MAX {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    });
 }
 
 /// Renames a container `<name>.kept` — or `<name>.kept.2`, `.3`… when an

@@ -388,13 +388,13 @@ fn intercept() {
         (Some((pid, start)), _) => {
             wait_for_exit(pid, start);
             // The run's processes may have been killed mid-create with it.
-            finish(&session, false);
+            crate::reaper::finish_settled(&session, false);
         }
         // Idle: every user has been gone that long, so nothing is in
         // flight (unless the idle time is shorter than a settle); and a
         // user waiting to join must not wait on a settle.
         (None, Some(idle)) => idle::watch(&session, idle, || {
-            finish(&session, idle >= crate::reaper::SETTLE)
+            crate::reaper::finish_settled(&session, idle >= crate::reaper::SETTLE)
         }),
         _ => {}
     }
@@ -427,18 +427,6 @@ fn wait_for_exit(pid: u32, start: u64) {
     while process_start_ticks(pid) == Some(start) {
         std::thread::sleep(Duration::from_millis(250));
     }
-}
-
-/// Removes everything of `session`, as a process watchdog does; `clean`:
-/// nothing can be in flight (see [`finish_settled`](crate::reaper::finish_settled)).
-fn finish(session: &str, clean: bool) {
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return;
-    };
-    rt.block_on(crate::reaper::finish_settled(session, clean));
 }
 
 /// The idle scope's bookkeeping, in files of this user on this machine:

@@ -194,16 +194,10 @@ fn run(session: &str) {
             Err(_) => break,
         }
     }
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return;
-    };
     // Seen only by a subscriber in this process, which normally has none
     // (the program's `main` never runs here): then a no-op.
     tracing::debug!(session, "watchdog fired: its owner is gone");
-    rt.block_on(finish_settled(session, clean == Some(true)));
+    finish_settled(session, clean == Some(true));
 }
 
 #[cfg(test)]
